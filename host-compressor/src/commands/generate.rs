@@ -1,0 +1,123 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use walsh_engine::generate::{GenerateOptions, Generator};
+use walsh_engine::sampling::SamplingParams;
+use walsh_engine::tokenizer::TextStream;
+
+/// How many generated steps report their top logits in `--json` output.
+const REPORTED_STEPS: usize = 5;
+const REPORTED_TOP: usize = 10;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The .walsh model.
+    model: PathBuf,
+    /// A tokenizer.json, or the char vocabulary meta.pkl of the training run.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value_t = 50)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep going after the end-of-text token instead of stopping there.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object (ids, text, top-10 logits of the first 5 steps) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct StepReport {
+    top_ids: Vec<u32>,
+    top_values: Vec<f32>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+    text: String,
+    stop_reason: &'static str,
+    steps: Vec<StepReport>,
+}
+
+/// The `n` largest logits, largest first; equal values in id order.
+fn top_n(logits: &[f32], n: usize) -> StepReport {
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    order.truncate(n);
+    StepReport { top_values: order.iter().map(|&i| logits[i as usize]).collect(), top_ids: order }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = super::load_model(&args.model)?;
+    let tokenizer = super::load_tokenizer(&args.tokenizer)?;
+    if tokenizer.vocab_size() > model.config.vocab_size {
+        bail!(
+            "the tokenizer has {} tokens but the model only {}: wrong tokenizer for this model?",
+            tokenizer.vocab_size(),
+            model.config.vocab_size
+        );
+    }
+    let unknown = tokenizer.unknown_chars(&args.prompt);
+    if !unknown.is_empty() {
+        eprintln!("warning: the vocabulary has no {unknown:?}; dropped from the prompt");
+    }
+    let prompt_ids = tokenizer.encode(&args.prompt)?;
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p },
+        seed: args.seed,
+        stop_token: if args.ignore_eos { None } else { tokenizer.end_of_text() },
+    };
+    let mut generator = Generator::new(&model, &prompt_ids, &options)?;
+    let mut stream = TextStream::new();
+    let mut steps = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    let started = Instant::now();
+    while let Some(step) = generator.step(&model)? {
+        if steps.len() < REPORTED_STEPS {
+            steps.push(top_n(&step.logits, REPORTED_TOP));
+        }
+        if !args.json {
+            let piece = stream.push(&tokenizer, step.token)?;
+            stdout.write_all(piece.as_bytes())?;
+            stdout.flush()?;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ids = generator.generated().to_vec();
+    let stop_reason = generator.stop_reason().map_or("max_tokens", |r| r.as_str());
+    if args.json {
+        let text = tokenizer.decode(&ids)?;
+        let report = Report { prompt_ids, ids, text, stop_reason, steps };
+        serde_json::to_writer(&mut stdout, &report).context("writing JSON")?;
+        writeln!(stdout)?;
+    } else {
+        let rest = stream.flush(&tokenizer)?;
+        writeln!(stdout, "{rest}")?;
+        eprintln!(
+            "[{} prompt tokens, {} generated in {:.2} s ({:.1} tokens/s), stopped: {}]",
+            prompt_ids.len(),
+            ids.len(),
+            elapsed,
+            ids.len() as f64 / elapsed.max(1e-9),
+            stop_reason
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `walsh`: the native command-line tool for Walsh models.
+
+mod commands;
+mod meta_pkl;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "walsh", version, about = "Compress, inspect and run Walsh (.walsh) models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt.
+    Generate(commands::generate::Args),
+    /// Show a .walsh file's version, config and records.
+    Inspect(commands::inspect::Args),
+    /// Write a small random model (and its char tokenizer) for trying things out.
+    DemoModel(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => commands::generate::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::DemoModel(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            // 2 = the input was refused (bad file, bad argument), as clap does for usage errors.
+            ExitCode::from(2)
+        }
+    }
+}

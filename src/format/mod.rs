@@ -1,0 +1,301 @@
+//! The `.walsh` container: records of ternary weights, int8 embeddings and fp16/fp32 arrays.
+//!
+//! The byte layout is specified in `docs/FORMAT.md`; this module is its executable form.
+//! [`WalshFile::parse`] borrows from the input slice (no copies for version 4) and rejects anything
+//! the specification does not allow with a [`FormatError`]; [`WalshFile::to_bytes`] writes
+//! version 4 exactly as the Python compressor does, so parse → write reproduces a v4 file byte for
+//! byte.
+//!
+//! This layer checks bytes, lengths and per-record consistency. Whether the records add up to a
+//! runnable model (names, shapes against the config) is checked by [`crate::model::Model`].
+
+mod error;
+mod parse;
+mod write;
+
+use std::borrow::Cow;
+
+pub use error::FormatError;
+
+/// The four magic bytes. The project was called SpinNet when the format was born.
+pub const MAGIC: [u8; 4] = *b"SPIN";
+/// The four bytes that close the record list.
+pub const END_TAG: [u8; 4] = *b"END!";
+/// The version this crate writes.
+pub const WRITE_VERSION: u16 = 4;
+/// Longest JSON header we accept (real ones are ~300 bytes).
+pub const MAX_HEADER_LEN: usize = 1 << 20;
+/// Most dimensions an array block may declare.
+pub const MAX_NDIM: usize = 8;
+
+/// A parsed `.walsh` file. Payloads borrow from the input where the encoding allows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalshFile<'a> {
+    /// Format version found in the header (2 or 4).
+    pub version: u16,
+    /// The JSON header exactly as stored (the training run's `model_args`).
+    pub header_json: Cow<'a, str>,
+    /// Records in file order (state-dict order).
+    pub records: Vec<Record<'a>>,
+}
+
+/// One named tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<'a> {
+    pub name: Cow<'a, str>,
+    pub payload: Payload<'a>,
+}
+
+/// What a record holds; the marker byte is implied by the variant (and [`HalfKind`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<'a> {
+    /// `B` (or `T` in version 2): a ternary octonion weight of shape `[8, out_o, in_o]`.
+    Ternary(TernaryTensor<'a>),
+    /// `E`: a symmetric per-tensor int8 matrix `[rows, cols]`; value = q · scale.
+    Embedding(QuantizedMatrix<'a>),
+    /// `N`, `S`, `H`, `h`: fp16 arrays.
+    Half { kind: HalfKind, array: Array<'a> },
+    /// `R`: the RoPE table as f32 `[positions, head_dim/2, 2]` (cos, sin).
+    Rope(Array<'a>),
+}
+
+/// The fp16 record kinds, which differ only in marker and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfKind {
+    /// `N`: an RMSNorm gain.
+    Norm,
+    /// `S`: the per-row output scale β of a ternary linear layer.
+    Beta,
+    /// `H`: the head mixer's weights `[8, head_dim, head_dim]`.
+    MixerWeight,
+    /// `h`: the head mixer's output scale `[head_dim]`.
+    MixerBeta,
+}
+
+impl HalfKind {
+    pub fn marker(self) -> u8 {
+        match self {
+            HalfKind::Norm => b'N',
+            HalfKind::Beta => b'S',
+            HalfKind::MixerWeight => b'H',
+            HalfKind::MixerBeta => b'h',
+        }
+    }
+}
+
+impl Payload<'_> {
+    /// The marker byte this payload is written with in version 4.
+    pub fn marker(&self) -> u8 {
+        match self {
+            Payload::Ternary(_) => b'B',
+            Payload::Embedding(_) => b'E',
+            Payload::Half { kind, .. } => kind.marker(),
+            Payload::Rope(_) => b'R',
+        }
+    }
+
+    /// Logical shape of the tensor.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Payload::Ternary(t) => t.shape.to_vec(),
+            Payload::Embedding(e) => vec![e.rows, e.cols],
+            Payload::Half { array, .. } | Payload::Rope(array) => array.shape.clone(),
+        }
+    }
+}
+
+/// Element types of an array block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    I8 = 0,
+    I32 = 1,
+    F16 = 2,
+    F32 = 3,
+}
+
+impl Dtype {
+    pub fn from_code(code: u8) -> Option<Dtype> {
+        match code {
+            0 => Some(Dtype::I8),
+            1 => Some(Dtype::I32),
+            2 => Some(Dtype::F16),
+            3 => Some(Dtype::F32),
+            _ => None,
+        }
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::I8 => 1,
+            Dtype::F16 => 2,
+            Dtype::I32 | Dtype::F32 => 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::I8 => "int8",
+            Dtype::I32 => "int32",
+            Dtype::F16 => "float16",
+            Dtype::F32 => "float32",
+        }
+    }
+}
+
+/// A typed, shaped block of little-endian element bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array<'a> {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Cow<'a, [u8]>,
+}
+
+impl Array<'_> {
+    pub fn element_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// fp16 elements widened to f32 (empty if the dtype is not fp16).
+    pub fn f16_to_f32(&self) -> Vec<f32> {
+        if self.dtype != Dtype::F16 {
+            return Vec::new();
+        }
+        self.data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect()
+    }
+
+    /// f32 elements (empty if the dtype is not f32).
+    pub fn f32_values(&self) -> Vec<f32> {
+        if self.dtype != Dtype::F32 {
+            return Vec::new();
+        }
+        self.data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+}
+
+/// An int8 matrix with one f32 scale (the embedding, and an untied output head).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedMatrix<'a> {
+    pub scale: f32,
+    pub rows: usize,
+    pub cols: usize,
+    /// `rows * cols` bytes, each an `i8`.
+    pub data: Cow<'a, [u8]>,
+}
+
+/// A ternary weight `[8, out_o, in_o]` as a presence bitmask plus one sign bit per non-zero.
+///
+/// Flat index p = (part · out_o + row) · in_o + col; bit p of the mask is byte p/8, bit p%8
+/// (LSB first). The k-th set bit's sign is bit k%8 of sign byte k/8: 1 = +1, 0 = −1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TernaryTensor<'a> {
+    pub shape: [usize; 3],
+    pub nnz: u32,
+    pub bitmask: Cow<'a, [u8]>,
+    pub signs: Cow<'a, [u8]>,
+}
+
+impl TernaryTensor<'static> {
+    /// Encodes dense values in `{-1, 0, +1}` (row-major `[8, out_o, in_o]`).
+    ///
+    /// Returns `None` if the length does not match the shape or a value is outside {-1, 0, 1}.
+    pub fn from_values(shape: [usize; 3], values: &[i8]) -> Option<TernaryTensor<'static>> {
+        let total = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+        if values.len() != total {
+            return None;
+        }
+        let mut bitmask = vec![0u8; total.div_ceil(8)];
+        let mut signs = Vec::with_capacity(total / 16 + 1);
+        let mut nnz: usize = 0;
+        for (p, &v) in values.iter().enumerate() {
+            match v {
+                0 => {}
+                1 | -1 => {
+                    bitmask[p >> 3] |= 1 << (p & 7);
+                    if nnz & 7 == 0 {
+                        signs.push(0);
+                    }
+                    if v == 1 {
+                        *signs.last_mut()? |= 1 << (nnz & 7);
+                    }
+                    nnz += 1;
+                }
+                _ => return None,
+            }
+        }
+        Some(TernaryTensor {
+            shape,
+            nnz: u32::try_from(nnz).ok()?,
+            bitmask: Cow::Owned(bitmask),
+            signs: Cow::Owned(signs),
+        })
+    }
+}
+
+impl TernaryTensor<'_> {
+    pub fn element_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Dense values in `{-1, 0, +1}`, row-major `[8, out_o, in_o]`.
+    ///
+    /// The tensor must have come from the parser or [`TernaryTensor::from_values`], which
+    /// guarantee that the mask and sign lengths match; extra sign bits are read as −1.
+    pub fn to_values(&self) -> Vec<i8> {
+        let total = self.element_count();
+        let mut out = vec![0i8; total];
+        let mut k = 0usize;
+        for (p, v) in out.iter_mut().enumerate() {
+            let present = self.bitmask.get(p >> 3).is_some_and(|b| b >> (p & 7) & 1 == 1);
+            if present {
+                let positive = self.signs.get(k >> 3).is_some_and(|b| b >> (k & 7) & 1 == 1);
+                *v = if positive { 1 } else { -1 };
+                k += 1;
+            }
+        }
+        out
+    }
+
+    /// Fraction of zero weights.
+    pub fn sparsity(&self) -> f64 {
+        let total = self.element_count();
+        if total == 0 {
+            return 0.0;
+        }
+        1.0 - self.nnz as f64 / total as f64
+    }
+}
+
+impl<'a> WalshFile<'a> {
+    /// Parses and validates a whole file held in memory. Never panics.
+    pub fn parse(bytes: &'a [u8]) -> Result<WalshFile<'a>, FormatError> {
+        parse::parse(bytes)
+    }
+
+    /// Serialises as version 4 (the only version we write).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        write::write_v4(&self.header_json, &self.records)
+    }
+
+    /// The record with this exact name.
+    pub fn record(&self, name: &str) -> Option<&Record<'a>> {
+        self.records.iter().find(|r| r.name == name)
+    }
+
+    /// Total bytes of payload data (excluding framing), for reports.
+    pub fn payload_bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|r| match &r.payload {
+                Payload::Ternary(t) => t.bitmask.len() + t.signs.len(),
+                Payload::Embedding(e) => e.data.len(),
+                Payload::Half { array, .. } | Payload::Rope(array) => array.data.len(),
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,140 @@
+//! The generation loop: prefill the prompt in one pass, then one token per step, with the
+//! context limit enforced (no silent garbage past `block_size`).
+
+use thiserror::Error;
+
+use crate::model::{InferenceError, KvCache, Model};
+use crate::sampling::{Sampler, SamplingError, SamplingParams};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_tokens` tokens were generated.
+    MaxTokens,
+    /// The end-of-text token was generated (it is included in the ids).
+    EndOfText,
+    /// The context (block_size) is full: the last token could not be fed back.
+    ContextLimit,
+}
+
+impl StopReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::EndOfText => "end_of_text",
+            StopReason::ContextLimit => "context_limit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum GenerateError {
+    #[error("the prompt is empty (after tokenization)")]
+    EmptyPrompt,
+    #[error("the prompt has {tokens} tokens but the model's context (block_size) is {block_size}")]
+    PromptTooLong { tokens: usize, block_size: usize },
+    #[error("max_tokens must be at least 1")]
+    ZeroMaxTokens,
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    pub seed: u64,
+    /// Stop after this token (usually the tokenizer's end-of-text id).
+    pub stop_token: Option<u32>,
+}
+
+/// A resumable generation: call [`Generator::step`] until it returns `None`.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    cache: KvCache,
+    sampler: Sampler,
+    /// Tokens to feed on the next step: the prompt first, then the last sampled token.
+    pending: Vec<u32>,
+    generated: Vec<u32>,
+    max_tokens: usize,
+    stop_token: Option<u32>,
+    stopped: Option<StopReason>,
+}
+
+/// One generated token and the logits it was chosen from.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub token: u32,
+    pub logits: Vec<f32>,
+}
+
+impl Generator {
+    pub fn new(model: &Model, prompt: &[u32], options: &GenerateOptions) -> Result<Generator, GenerateError> {
+        Self::with_sampler(model, prompt, options, Sampler::new(options.sampling, options.seed)?)
+    }
+
+    /// Like [`Generator::new`] with a sampler seeded by the caller (e.g. from `raw_rand`).
+    pub fn with_sampler(model: &Model, prompt: &[u32], options: &GenerateOptions, sampler: Sampler) -> Result<Generator, GenerateError> {
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        let block_size = model.config.block_size;
+        if prompt.len() > block_size {
+            return Err(GenerateError::PromptTooLong { tokens: prompt.len(), block_size });
+        }
+        if let Some(&token) = prompt.iter().find(|&&t| t as usize >= model.config.vocab_size) {
+            return Err(InferenceError::TokenOutOfRange { token, vocab_size: model.config.vocab_size }.into());
+        }
+        if options.max_tokens == 0 {
+            return Err(GenerateError::ZeroMaxTokens);
+        }
+        Ok(Generator {
+            cache: model.new_cache(),
+            sampler,
+            pending: prompt.to_vec(),
+            generated: Vec::new(),
+            max_tokens: options.max_tokens,
+            stop_token: options.stop_token,
+            stopped: None,
+        })
+    }
+
+    /// Generates the next token, or returns `None` once generation has stopped.
+    pub fn step(&mut self, model: &Model) -> Result<Option<Step>, GenerateError> {
+        if self.stopped.is_some() {
+            return Ok(None);
+        }
+        if self.generated.len() >= self.max_tokens {
+            self.stopped = Some(StopReason::MaxTokens);
+            return Ok(None);
+        }
+        if self.cache.len() + self.pending.len() > self.cache.capacity() {
+            self.stopped = Some(StopReason::ContextLimit);
+            return Ok(None);
+        }
+        let logits = model.forward(&mut self.cache, &self.pending)?;
+        let token = self.sampler.sample(&logits)?;
+        self.generated.push(token);
+        self.pending.clear();
+        self.pending.push(token);
+        if Some(token) == self.stop_token {
+            self.stopped = Some(StopReason::EndOfText);
+        } else if self.generated.len() >= self.max_tokens {
+            self.stopped = Some(StopReason::MaxTokens);
+        }
+        Ok(Some(Step { token, logits }))
+    }
+
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.stopped.as_ref()
+    }
+
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+}

@@ -1,0 +1,201 @@
+//! The forward pass with a KV cache, split into steps (embed → layer by layer → logits) so that a
+//! caller with an instruction budget can stop between layers and resume in a later call.
+
+use thiserror::Error;
+
+use super::{Model, kernels};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InferenceError {
+    #[error("no tokens to process")]
+    EmptyInput,
+    #[error("token id {token} is outside the vocabulary (size {vocab_size})")]
+    TokenOutOfRange { token: u32, vocab_size: usize },
+    #[error("context full: {needed} positions needed, the model's context (block_size) is {capacity}")]
+    ContextFull { needed: usize, capacity: usize },
+    #[error("activations do not belong to this cache state (started at {expected}, cache holds {found})")]
+    StaleActivations { expected: usize, found: usize },
+    #[error("{done} of {total} layers have run; finish the pass before reading logits")]
+    LayersPending { done: usize, total: usize },
+}
+
+/// Keys (after RoPE) and values of every processed position, per layer.
+///
+/// Grows with use rather than reserving `block_size` up front, so a short chat costs little memory.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    width: usize,
+    capacity: usize,
+    len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    /// Positions whose keys and values are committed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The model's context length.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Forgets every position (a new conversation).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.keys.iter_mut().chain(self.values.iter_mut()).for_each(Vec::clear);
+    }
+    /// Heap bytes currently used by keys and values.
+    pub fn bytes(&self) -> usize {
+        self.keys.iter().chain(&self.values).map(|v| v.capacity() * 4).sum()
+    }
+}
+
+/// The hidden states of the positions being processed, between layers.
+#[derive(Debug, Clone)]
+pub struct Activations {
+    /// Absolute position of the first token.
+    start: usize,
+    count: usize,
+    next_layer: usize,
+    /// `[count][n_embd]`
+    hidden: Vec<f32>,
+}
+
+impl Activations {
+    pub fn next_layer(&self) -> usize {
+        self.next_layer
+    }
+    pub fn token_count(&self) -> usize {
+        self.count
+    }
+}
+
+impl Model {
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            width: self.config.n_embd,
+            capacity: self.config.block_size,
+            len: 0,
+            keys: vec![Vec::new(); self.config.n_layer],
+            values: vec![Vec::new(); self.config.n_layer],
+        }
+    }
+
+    /// Runs `tokens` at the next positions of `cache` and returns the logits of the last one.
+    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
+        let mut act = self.begin(cache, tokens)?;
+        while act.next_layer < self.layers.len() {
+            self.run_layer(cache, &mut act)?;
+        }
+        self.finish(cache, &act)
+    }
+
+    /// Checks the tokens and embeds them. Any half-finished earlier pass is discarded.
+    pub fn begin(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Activations, InferenceError> {
+        if tokens.is_empty() {
+            return Err(InferenceError::EmptyInput);
+        }
+        let needed = cache.len.saturating_add(tokens.len());
+        if needed > cache.capacity {
+            return Err(InferenceError::ContextFull { needed, capacity: cache.capacity });
+        }
+        let d = self.config.n_embd;
+        let mut hidden = Vec::with_capacity(tokens.len() * d);
+        for &token in tokens {
+            let id = token as usize;
+            if id >= self.config.vocab_size {
+                return Err(InferenceError::TokenOutOfRange { token, vocab_size: self.config.vocab_size });
+            }
+            let scale = self.embedding.scale;
+            hidden.extend(self.embedding.row(id).iter().map(|&q| f32::from(q) * scale));
+        }
+        // Drop keys/values a pass that was abandoned midway may have appended.
+        for layer in cache.keys.iter_mut().chain(cache.values.iter_mut()) {
+            layer.truncate(cache.len * cache.width);
+        }
+        Ok(Activations { start: cache.len, count: tokens.len(), next_layer: 0, hidden })
+    }
+
+    /// Runs the next layer over all positions of `act`, appending their keys and values.
+    pub fn run_layer(&self, cache: &mut KvCache, act: &mut Activations) -> Result<(), InferenceError> {
+        if act.start != cache.len {
+            return Err(InferenceError::StaleActivations { expected: act.start, found: cache.len });
+        }
+        let Some(layer) = self.layers.get(act.next_layer) else {
+            return Ok(());
+        };
+        let l = act.next_layer;
+        let d = self.config.n_embd;
+        let hd = self.config.head_dim();
+        let hidden_dim = self.config.hidden_dim();
+        let mut normed = vec![0.0; d];
+        let mut q = vec![0.0; act.count * d];
+        let (mut k, mut v) = (vec![0.0; d], vec![0.0; d]);
+
+        // q, k, v for every new position; k and v go straight into the cache.
+        for (t, x) in act.hidden.chunks_exact(d).enumerate() {
+            let pos = act.start + t;
+            kernels::rms_norm(x, &layer.attention_norm, &mut normed);
+            let qt = &mut q[t * d..(t + 1) * d];
+            kernels::octonion_linear(&layer.wq, &normed, qt);
+            kernels::octonion_linear(&layer.wk, &normed, &mut k);
+            kernels::octonion_linear(&layer.wv, &normed, &mut v);
+            kernels::rope(qt, hd, pos, &self.rope);
+            kernels::rope(&mut k, hd, pos, &self.rope);
+            cache.keys[l].extend_from_slice(&k);
+            cache.values[l].extend_from_slice(&v);
+        }
+
+        let mut scores = vec![0.0; act.start + act.count];
+        let mut attended = vec![0.0; d];
+        let mut mixed = vec![0.0; d];
+        let mut projected = vec![0.0; d];
+        let mut gate = vec![0.0; hidden_dim];
+        let mut up = vec![0.0; hidden_dim];
+        for (t, x) in act.hidden.chunks_exact_mut(d).enumerate() {
+            let last = act.start + t;
+            let qt = &q[t * d..(t + 1) * d];
+            kernels::attend(qt, &cache.keys[l], &cache.values[l], last, hd, &mut scores, &mut attended);
+            let heads_out = match &layer.mixer {
+                Some(mixer) => {
+                    kernels::head_mix(mixer, &attended, &mut mixed);
+                    &mixed
+                }
+                None => &attended,
+            };
+            kernels::octonion_linear(&layer.wo, heads_out, &mut projected);
+            x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
+
+            kernels::rms_norm(x, &layer.ffn_norm, &mut normed);
+            kernels::octonion_linear(&layer.gate, &normed, &mut gate);
+            kernels::octonion_linear(&layer.up, &normed, &mut up);
+            kernels::swiglu(&mut gate, &up);
+            kernels::octonion_linear(&layer.down, &gate, &mut projected);
+            x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
+        }
+        act.next_layer += 1;
+        Ok(())
+    }
+
+    /// Commits the positions to the cache and returns the logits of the last position.
+    pub fn finish(&self, cache: &mut KvCache, act: &Activations) -> Result<Vec<f32>, InferenceError> {
+        if act.start != cache.len {
+            return Err(InferenceError::StaleActivations { expected: act.start, found: cache.len });
+        }
+        if act.next_layer < self.layers.len() {
+            return Err(InferenceError::LayersPending { done: act.next_layer, total: self.layers.len() });
+        }
+        cache.len += act.count;
+        let d = self.config.n_embd;
+        let last = &act.hidden[(act.count - 1) * d..];
+        let mut normed = vec![0.0; d];
+        kernels::rms_norm(last, &self.final_norm, &mut normed);
+        let mut logits = vec![0.0; self.config.vocab_size];
+        kernels::quantized_logits(self.output_head(), &normed, &mut logits);
+        Ok(logits)
+    }
+}
