@@ -138,7 +138,7 @@ impl Tokenizer {
 
     /// Encodes text. Special tokens written out (e.g. `<|endoftext|>`) map to their ids, as the
     /// reference's `allowed_special="all"` does. Char vocabularies drop unknown characters, as
-    /// the reference does; [`Tokenizer::unknown_chars`] tells the caller which.
+    /// the reference does (decode the ids to see what remains).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         match self {
             Tokenizer::Hf(t) => {
@@ -146,14 +146,6 @@ impl Tokenizer {
                 Ok(enc.get_ids().to_vec())
             }
             Tokenizer::Char(v) => Ok(text.chars().filter_map(|c| v.stoi.get(&c).copied()).collect()),
-        }
-    }
-
-    /// Characters of `text` a char vocabulary cannot encode (always empty for HF tokenizers).
-    pub fn unknown_chars(&self, text: &str) -> Vec<char> {
-        match self {
-            Tokenizer::Hf(_) => Vec::new(),
-            Tokenizer::Char(v) => text.chars().filter(|c| !v.stoi.contains_key(c)).collect(),
         }
     }
 
@@ -242,7 +234,6 @@ mod tests {
     fn char_vocab_encodes_drops_unknown_and_decodes() {
         let t = Tokenizer::char_level(CharVocab::new(&["\n", " ", "a", "b", "é"]).unwrap());
         assert_eq!(t.encode("ab é\nz").unwrap(), vec![2, 3, 1, 4, 0]);
-        assert_eq!(t.unknown_chars("abz!"), vec!['z', '!']);
         assert_eq!(t.decode(&[4, 1, 2]).unwrap(), "é a");
         assert_eq!(t.decode(&[9]), Err(TokenizerError::UnknownId(9)));
     }

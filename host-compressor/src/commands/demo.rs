@@ -77,7 +77,8 @@ pub fn build() -> Result<(WalshFile<'static>, CharVocab)> {
     let embedding: Vec<u8> = (0..config.vocab_size * d).map(|_| (rng.unit() * 127.0).round() as i8 as u8).collect();
     records.push(record(
         "tok_embeddings.weight".into(),
-        Payload::Embedding(QuantizedMatrix { scale: 1.0 / 127.0, rows: config.vocab_size, cols: d, data: Cow::Owned(embedding) }),
+        // A small scale keeps the tied output logits within a few units, so sampling stays varied.
+        Payload::Embedding(QuantizedMatrix { scale: 0.25 / 127.0, rows: config.vocab_size, cols: d, data: Cow::Owned(embedding) }),
     ));
 
     let linear = |records: &mut Vec<Record<'static>>, rng: &mut Random, prefix: String, in_dim: usize, out_dim: usize| {

@@ -24,11 +24,11 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     max_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f32,
     #[arg(long)]
     top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -73,11 +73,12 @@ pub fn run(args: Args) -> Result<()> {
             model.config.vocab_size
         );
     }
-    let unknown = tokenizer.unknown_chars(&args.prompt);
-    if !unknown.is_empty() {
-        eprintln!("warning: the vocabulary has no {unknown:?}; dropped from the prompt");
-    }
     let prompt_ids = tokenizer.encode(&args.prompt)?;
+    // Char vocabularies drop characters they lack (as the reference does); say so.
+    let seen = tokenizer.decode(&prompt_ids)?;
+    if seen != args.prompt {
+        eprintln!("warning: characters the vocabulary lacks were dropped from the prompt; the model sees {seen:?}");
+    }
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
         sampling: SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p },
@@ -110,6 +111,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         let rest = stream.flush(&tokenizer)?;
         writeln!(stdout, "{rest}")?;
+        stdout.flush()?;
         eprintln!(
             "[{} prompt tokens, {} generated in {:.2} s ({:.1} tokens/s), stopped: {}]",
             prompt_ids.len(),

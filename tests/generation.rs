@@ -1,0 +1,152 @@
+//! Generation rules (context limit, bad inputs), streaming text decoding, and the head mixer on
+//! more than one group of heads.
+
+use walsh_engine::generate::{GenerateError, GenerateOptions, Generator, StopReason};
+use walsh_engine::model::{HeadMixer, InferenceError, Model, kernels};
+use walsh_engine::octonion::SIGN;
+use walsh_engine::sampling::SamplingParams;
+use walsh_engine::tokenizer::{TextStream, Tokenizer};
+
+fn char_tiny() -> Option<Model> {
+    let data = test_support::testdata()?;
+    Some(Model::load(&std::fs::read(data.join("char-tiny/model.walsh")).unwrap()).unwrap())
+}
+
+fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions { max_tokens, sampling: SamplingParams::default(), seed: 0, stop_token: None }
+}
+
+#[test]
+fn context_limit_stops_cleanly() {
+    let Some(model) = char_tiny() else { return };
+    let block = model.config.block_size; // 64
+    // A prompt that fills the context leaves room to sample exactly one token.
+    let prompt: Vec<u32> = (0..block as u32).map(|i| i % 65).collect();
+    let mut g = Generator::new(&model, &prompt, &greedy(10)).unwrap();
+    let mut n = 0;
+    while g.step(&model).unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 1);
+    assert_eq!(g.stop_reason(), Some(&StopReason::ContextLimit));
+    // A 60-token prompt: tokens 61..=64 fill the cache, the 5th is sampled from the full one.
+    let mut g = Generator::new(&model, &prompt[..60], &greedy(100)).unwrap();
+    while g.step(&model).unwrap().is_some() {}
+    assert_eq!(g.generated().len(), block - 60 + 1);
+    assert_eq!(g.cache().len(), block);
+    // Longer prompts are refused up front.
+    let long: Vec<u32> = vec![1; block + 1];
+    assert_eq!(
+        Generator::new(&model, &long, &greedy(1)).unwrap_err(),
+        GenerateError::PromptTooLong { tokens: block + 1, block_size: block }
+    );
+    // The cache itself refuses to overflow.
+    let mut cache = model.new_cache();
+    assert_eq!(model.forward(&mut cache, &long), Err(InferenceError::ContextFull { needed: block + 1, capacity: block }));
+}
+
+#[test]
+fn bad_generation_inputs_are_errors() {
+    let Some(model) = char_tiny() else { return };
+    assert_eq!(Generator::new(&model, &[], &greedy(1)).unwrap_err(), GenerateError::EmptyPrompt);
+    assert_eq!(Generator::new(&model, &[1], &greedy(0)).unwrap_err(), GenerateError::ZeroMaxTokens);
+    assert!(matches!(
+        Generator::new(&model, &[1, 65], &greedy(1)).unwrap_err(),
+        GenerateError::Inference(InferenceError::TokenOutOfRange { token: 65, vocab_size: 65 })
+    ));
+    let mut cache = model.new_cache();
+    assert_eq!(model.forward(&mut cache, &[]), Err(InferenceError::EmptyInput));
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn stop_token_ends_generation() {
+    let Some(model) = char_tiny() else { return };
+    // Greedy char-tiny after "ROMEO:" starts with id 0 ('\n').
+    let options = GenerateOptions { stop_token: Some(0), ..greedy(40) };
+    let mut g = Generator::new(&model, &[30, 27, 25, 17, 27, 10], &options).unwrap();
+    while g.step(&model).unwrap().is_some() {}
+    assert_eq!(g.generated(), [0]);
+    assert_eq!(g.stop_reason(), Some(&StopReason::EndOfText));
+}
+
+#[test]
+fn abandoned_pass_leaves_the_cache_consistent() {
+    let Some(model) = char_tiny() else { return };
+    let mut cache = model.new_cache();
+    model.forward(&mut cache, &[1, 2, 3]).unwrap();
+    // Run one layer of a pass, then drop it.
+    let mut act = model.begin(&mut cache, &[4, 5]).unwrap();
+    model.run_layer(&mut cache, &mut act).unwrap();
+    assert!(matches!(model.finish(&mut cache, &act), Err(InferenceError::LayersPending { done: 1, total: 2 })));
+    let resumed = model.forward(&mut cache, &[4, 5]).unwrap();
+    let mut fresh = model.new_cache();
+    let expected = model.forward(&mut fresh, &[1, 2, 3, 4, 5]).unwrap();
+    let diff = resumed.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(diff < 1e-4, "{diff}");
+}
+
+#[test]
+fn streaming_never_splits_a_character() {
+    let Some(data) = test_support::testdata() else { return };
+    let tokenizer = Tokenizer::from_json(&std::fs::read(data.join("gpt2-small/tokenizer.json")).unwrap()).unwrap();
+    let text = "Caf\u{e9} \u{4e2d}\u{6587} \u{1f642}\u{1f680} na\u{ef}ve \u{2014} ok";
+    let ids = tokenizer.encode(text).unwrap();
+    // GPT-2 splits these characters across several byte tokens.
+    assert!(ids.len() > text.chars().count() / 2);
+    assert!(ids.iter().any(|&id| tokenizer.decode(&[id]).unwrap().contains('\u{FFFD}')), "test needs split characters");
+    let mut stream = TextStream::new();
+    let mut out = String::new();
+    for &id in &ids {
+        let piece = stream.push(&tokenizer, id).unwrap();
+        assert!(!piece.contains('\u{FFFD}'), "piece {piece:?}");
+        out.push_str(&piece);
+    }
+    out.push_str(&stream.flush(&tokenizer).unwrap());
+    assert_eq!(out, text);
+    assert_eq!(tokenizer.decode(&ids).unwrap(), text);
+}
+
+#[test]
+fn gpt2_tokenizer_matches_reference_ids() {
+    let Some(data) = test_support::testdata() else { return };
+    for set in ["gpt2-small", "gpt2-bench"] {
+        let dir = data.join(set);
+        let tokenizer = Tokenizer::from_json(&std::fs::read(dir.join("tokenizer.json")).unwrap()).unwrap();
+        for p in test_support::reference(&dir).prompts {
+            assert_eq!(tokenizer.encode(&p.prompt).unwrap(), p.prompt_ids, "{set} {:?}", p.prompt);
+            assert_eq!(tokenizer.decode(&p.walsh.greedy_ids).unwrap(), p.walsh.decoded_text);
+        }
+        assert_eq!(tokenizer.encode("a<|endoftext|>b").unwrap()[1], 50256);
+        assert_eq!(tokenizer.end_of_text(), Some(50256));
+    }
+}
+
+/// With W[k] = 0 except one permutation block, the mixer reduces to a signed head permutation
+/// that we can write down by hand: z'_i = β ⊙ SIGN[i][i⊕k] z_{i⊕k}. Two groups (16 heads) must be
+/// mixed independently, each with the same weights.
+#[test]
+fn head_mixer_mixes_every_group_of_eight() {
+    let hd = 4;
+    for k in [0usize, 1, 5] {
+        let mut weights = vec![0.0; 8 * hd * hd];
+        for d in 0..hd {
+            weights[k * hd * hd + d * hd + d] = 1.0; // W[k] = identity
+        }
+        let beta: Vec<f32> = (0..hd).map(|d| 0.5 + d as f32).collect();
+        let mixer = HeadMixer { head_dim: hd, weights, beta: beta.clone() };
+        let z: Vec<f32> = (0..16 * hd).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut out = vec![0.0; 16 * hd];
+        kernels::head_mix(&mixer, &z, &mut out);
+        for group in 0..2 {
+            for i in 0..8 {
+                let j = i ^ k;
+                for d in 0..hd {
+                    let expected = beta[d] * SIGN[i][j] * z[(group * 8 + j) * hd + d];
+                    let got = out[(group * 8 + i) * hd + d];
+                    assert!((got - expected).abs() < 1e-6, "k {k} group {group} head {i} dim {d}: {got} vs {expected}");
+                }
+            }
+        }
+    }
+}
