@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): the engine must build for wasm32, then every test runs.
+# Reference tests read ../shared/testdata; without ../shared they skip with a message, in CI they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi
+
+echo "== engine for wasm32-unknown-unknown"
+cargo build -p walsh-engine --target wasm32-unknown-unknown --release
+
+echo "== tests"
+cargo test --workspace
