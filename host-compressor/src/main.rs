@@ -1,7 +1,6 @@
 //! `walsh`: the native command-line tool for Walsh models.
 
 mod commands;
-mod meta_pkl;
 
 use std::process::ExitCode;
 
@@ -16,20 +15,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a PyTorch training checkpoint (.pt) into a .walsh file.
+    Compress(commands::compress::Args),
     /// Generate text from a prompt.
     Generate(commands::generate::Args),
     /// Show a .walsh file's version, config and records.
     Inspect(commands::inspect::Args),
     /// Write a small random model (and its char tokenizer) for trying things out.
     DemoModel(commands::demo::Args),
+    /// Convert a char vocabulary (meta.pkl) into an equivalent tokenizer.json.
+    Tokenizer(commands::tokenizer::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Compress(args) => commands::compress::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::DemoModel(args) => commands::demo::run(args),
+        Command::Tokenizer(args) => commands::tokenizer::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

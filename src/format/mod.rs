@@ -279,7 +279,17 @@ impl<'a> WalshFile<'a> {
 
     /// Serialises as version 4 (the only version we write).
     pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
-        write::write_v4(&self.header_json, &self.records)
+        write::check_writable(&self.header_json, &self.records)?;
+        let mut out = Vec::with_capacity(self.payload_bytes() + self.header_json.len() + 64 * self.records.len() + 16);
+        write::write_v4(&self.header_json, &self.records, &mut out).expect("writing to a Vec cannot fail");
+        Ok(out)
+    }
+
+    /// Streams version 4 into `out` (e.g. a file) without building the whole file in memory.
+    /// Size problems are reported before anything is written.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        write::check_writable(&self.header_json, &self.records).map_err(std::io::Error::other)?;
+        write::write_v4(&self.header_json, &self.records, out)
     }
 
     /// The record with this exact name.

@@ -1,6 +1,8 @@
+pub mod compress;
 pub mod demo;
 pub mod generate;
 pub mod inspect;
+pub mod tokenizer;
 
 use std::path::Path;
 
@@ -22,7 +24,7 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     let bytes = read_file(path)?;
     // Pickles start with the PROTO opcode 0x80; JSON with '{' or whitespace.
     if bytes.first() == Some(&0x80) || path.extension().is_some_and(|e| e == "pkl") {
-        let vocab = crate::meta_pkl::read_char_vocab(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let vocab = host_compressor::meta_pkl::read_char_vocab(&bytes).with_context(|| format!("reading {}", path.display()))?;
         Ok(Tokenizer::char_level(vocab))
     } else {
         Tokenizer::from_json(&bytes).with_context(|| format!("reading {}", path.display()))
