@@ -1,8 +1,8 @@
 //! PyTorch checkpoints (`torch.save` zip archives) as the Walsh training script writes them:
 //! `{"model": state_dict, "model_args": {...}, ...}`.
 //!
-//! The whole file is read into memory once; tensors are views into it (torch stores zip entries
-//! uncompressed), so nothing is copied until a tensor is converted.
+//! The file is memory-mapped (or given as bytes); tensors are views into it (torch stores zip
+//! entries uncompressed), so nothing is copied until a tensor is converted.
 
 use std::io::Cursor;
 
@@ -44,9 +44,25 @@ pub enum CheckpointError {
     BadTensor { name: String, reason: String },
 }
 
+/// The checkpoint's bytes: mapped from a file, or owned.
+enum Source {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Source {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Source::Owned(v) => v,
+            Source::Mapped(m) => m,
+        }
+    }
+}
+
 /// A parsed checkpoint: its state dict (in order) and `model_args` (in order).
 pub struct Checkpoint {
-    bytes: Vec<u8>,
+    bytes: Source,
     /// Storage key → byte range of its zip entry.
     storages: std::collections::HashMap<String, (usize, usize)>,
     /// (name without the `_orig_mod.` prefix, tensor), in state-dict order.
@@ -58,11 +74,30 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Opens a checkpoint file by mapping it into memory: no copy of a file that can be several
+    /// hundred megabytes. The file must not be truncated while the checkpoint is in use.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Result<Checkpoint, CheckpointError>> {
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            // Nothing to map (mapping zero bytes is an error); let the parser say what is wrong.
+            return Ok(Checkpoint::parse(Vec::new()));
+        }
+        // SAFETY: the map is read-only and private to this process; a concurrent truncation by
+        // another process is the documented limit (as for any mmap-based model loader).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Checkpoint::from_source(Source::Mapped(map)))
+    }
+
+    /// Parses a checkpoint held in memory.
     pub fn parse(bytes: Vec<u8>) -> Result<Checkpoint, CheckpointError> {
+        Checkpoint::from_source(Source::Owned(bytes))
+    }
+
+    fn from_source(bytes: Source) -> Result<Checkpoint, CheckpointError> {
         if bytes.starts_with(LEGACY_MAGIC) {
             return Err(CheckpointError::LegacyFormat);
         }
-        let mut archive = zip::ZipArchive::new(Cursor::new(bytes.as_slice())).map_err(|e| CheckpointError::NotZip(e.to_string()))?;
+        let mut archive = zip::ZipArchive::new(Cursor::new(&bytes[..])).map_err(|e| CheckpointError::NotZip(e.to_string()))?;
         let mut pickle_range = None;
         let mut storages = std::collections::HashMap::new();
         for i in 0..archive.len() {

@@ -355,6 +355,9 @@ fn bad_inputs_are_refused_by_name() {
     let text = scratch.path("notes.txt");
     std::fs::write(&text, "just some text, not a checkpoint").unwrap();
     assert_refused(&scratch, &text, "not a zip archive");
+    let empty = scratch.path("empty.pt");
+    std::fs::write(&empty, b"").unwrap();
+    assert_refused(&scratch, &empty, "not a zip archive");
 
     let legacy = scratch.path("legacy.pt");
     let mut bytes = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();

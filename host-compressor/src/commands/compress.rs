@@ -67,9 +67,10 @@ fn shape(s: &[usize]) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let bytes = std::fs::read(&args.checkpoint).with_context(|| format!("cannot read {}", args.checkpoint.display()))?;
-    let input_bytes = bytes.len();
-    let checkpoint = Checkpoint::parse(bytes).with_context(|| format!("{} is not a usable checkpoint", args.checkpoint.display()))?;
+    let input_bytes = std::fs::metadata(&args.checkpoint).with_context(|| format!("cannot read {}", args.checkpoint.display()))?.len() as usize;
+    let checkpoint = Checkpoint::open(&args.checkpoint)
+        .with_context(|| format!("cannot read {}", args.checkpoint.display()))?
+        .with_context(|| format!("{} is not a usable checkpoint", args.checkpoint.display()))?;
     let log = !args.quiet && !args.json;
     if log {
         println!("Loading checkpoint: {}", args.checkpoint.display());
