@@ -298,6 +298,15 @@ impl Host {
         Ok((host, outcome))
     }
 
+    /// Instantiates `wasm` without running `canister_init`: for reading its interface.
+    pub fn load_without_init(wasm: &[u8]) -> Result<Host, HostError> {
+        let info = validate::validate(wasm)?;
+        let module = compile(&instrument::instrument(wasm)?)?;
+        let config = HostConfig::default();
+        let canister = Canister::instantiate(module, info, system_api::State::new(&config))?;
+        Ok(Host { canister, config })
+    }
+
     /// Runs `names` in order as one install-like message with a shared budget; any trap undoes all.
     fn run_install_hooks(&mut self, names: &[&str], arg: &[u8], caller: Principal, limit: u64) -> Result<Outcome, HostError> {
         let mut used = 0u64;
@@ -545,9 +554,28 @@ impl Host {
         &self.canister.store.data().log
     }
 
-    /// The canister's Candid interface (its `candid:service` metadata), if it carries one.
-    pub fn candid_service(&self) -> Option<&str> {
-        self.canister.info.candid_service.as_deref()
+    /// The canister's Candid interface: its `candid:service` metadata, or else what an ic-cdk
+    /// canister's `get_candid_pointer` export returns (as `candid-extractor` reads it).
+    pub fn candid_service(&mut self) -> Option<String> {
+        if let Some(did) = &self.canister.info.candid_service {
+            return Some(did.clone());
+        }
+        let func = self.canister.instance.get_typed_func::<(), i32>(&mut self.canister.store, "get_candid_pointer").ok()?;
+        let snap = self.canister.snapshot();
+        let caller = self.config.canister_id;
+        self.canister.store.data_mut().begin_message(Message::new(Kind::Query, Vec::new(), caller, "get_candid_pointer", limits::QUERY));
+        self.canister.counter.set(&mut self.canister.store, Val::I64(limits::QUERY as i64)).ok()?;
+        let pointer = func.call(&mut self.canister.store, ()).ok();
+        let text = pointer.and_then(|p| {
+            let heap = self.canister.memory?.data(&self.canister.store);
+            let start = usize::try_from(p).ok()?;
+            let len = heap.get(start..)?.iter().position(|&b| b == 0)?;
+            String::from_utf8(heap[start..start + len].to_vec()).ok()
+        });
+        self.canister.store.data_mut().end_message(0);
+        self.canister.restore(snap).ok()?;
+        self.canister.info.candid_service = text.clone();
+        text
     }
 
     pub fn module_info(&self) -> &ModuleInfo {
