@@ -1,5 +1,10 @@
-//! Builds the test canister (an ic-cdk 0.20 canister in `ic-host/test-canister`) once per test
-//! binary, for wasm32, in its own target directory so it never contends with the outer build.
+//! Test helpers: the test canister's wasm (built once per test binary, for wasm32, in its own
+//! target directory so it never contends with the outer build) and the scenario backends.
+
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod scenarios;
 
 use std::path::PathBuf;
 use std::process::Command;
