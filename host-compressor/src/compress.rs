@@ -183,82 +183,107 @@ pub fn compress(ckpt: &Checkpoint, mut progress: impl FnMut(usize)) -> Result<Co
             note,
         };
         let mut push = |payload: Payload<'static>| records.push(Record { name: Cow::Owned(name.clone()), payload });
-        // The Python compressor's classification chain, first match wins (docs/FORMAT.md).
-        if name.contains("tok_embeddings.weight") || (name.contains("output.weight") && !tied(tensor)) {
-            let [rows, cols] = tensor.shape[..] else {
-                return Err(CompressError::BadShape { name: name.clone(), shape, expected: "[vocab, n_embd]" });
-            };
-            let (scale, data) = match ckpt.contiguous_f32(name, tensor)? {
-                // The common case, monomorphised: a 100 MB embedding streams at memory speed.
-                Some(raw) => {
-                    let values = || raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                    if !values().all(f32::is_finite) {
-                        return Err(CompressError::NonFinite { name: name.clone() });
+        match classify(name, tied(tensor)) {
+            Class::Embedding => {
+                let [rows, cols] = tensor.shape[..] else {
+                    return Err(CompressError::BadShape { name: name.clone(), shape, expected: "[vocab, n_embd]" });
+                };
+                let (scale, data) = match ckpt.contiguous_f32(name, tensor)? {
+                    // The common case, monomorphised: a 100 MB embedding streams at memory speed.
+                    Some(raw) => {
+                        let values = || raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                        if !values().all(f32::is_finite) {
+                            return Err(CompressError::NonFinite { name: name.clone() });
+                        }
+                        quantize_int8(values)
                     }
-                    quantize_int8(values)
-                }
-                None => {
-                    if !ckpt.f32_values(name, tensor)?.all(f32::is_finite) {
-                        return Err(CompressError::NonFinite { name: name.clone() });
+                    None => {
+                        if !ckpt.f32_values(name, tensor)?.all(f32::is_finite) {
+                            return Err(CompressError::NonFinite { name: name.clone() });
+                        }
+                        quantize_int8(|| ckpt.f32_values(name, tensor).expect("checked above"))
                     }
-                    quantize_int8(|| ckpt.f32_values(name, tensor).expect("checked above"))
-                }
-            };
-            push(Payload::Embedding(QuantizedMatrix { scale, rows, cols, data: Cow::Owned(data) }));
-            reports.push(report("EMBED", None, None, None));
-        } else if name.contains("output.weight") {
-            reports.push(report("SKIP", None, None, Some("tied to tok_embeddings.weight")));
-        } else if name.contains(".weight") && TERNARY_LAYERS.iter().any(|l| name.contains(l)) {
-            let [8, out_o, in_o] = tensor.shape[..] else {
-                return Err(CompressError::NotOctonion { name: name.clone(), shape });
-            };
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            let ternary = TernaryTensor::from_values([8, out_o, in_o], &ternarize(&values)).expect("ternarize yields {-1,0,1} of the right length");
-            reports.push(report("BITMASK", Some(ternary.sparsity()), Some(u64::from(ternary.nnz)), None));
-            push(Payload::Ternary(ternary));
-        } else if name.contains(".beta") && !name.contains("head_mixer") {
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            push(Payload::Half { kind: HalfKind::Beta, array: half_array(&values, shape.clone()) });
-            reports.push(report("SCALE_BETA", None, None, None));
-        } else if name.contains("norm") {
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            push(Payload::Half { kind: HalfKind::Norm, array: half_array(&values, shape.clone()) });
-            reports.push(report("NORM", None, None, None));
-        } else if name.contains("freqs_cis") {
-            if tensor.dtype != crate::pickle::StorageType::Complex64 {
-                return Err(CompressError::BadShape { name: name.clone(), shape, expected: "a complex64 RoPE table" });
+                };
+                push(Payload::Embedding(QuantizedMatrix { scale, rows, cols, data: Cow::Owned(data) }));
+                reports.push(report("EMBED", None, None, None));
             }
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let mut rope_shape = shape.clone();
-            rope_shape.push(2);
-            push(Payload::Rope(Array { dtype: Dtype::F32, shape: rope_shape, data: Cow::Owned(data) }));
-            reports.push(report("ROPE", None, None, None));
-        } else if name.contains("head_mixer.W") {
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            push(Payload::Half { kind: HalfKind::MixerWeight, array: half_array(&values, shape.clone()) });
-            reports.push(report("HEAD_MIXER", None, None, None));
-        } else if name.contains("head_mixer.beta") {
-            let values = ckpt.to_f32(name, tensor)?;
-            finite(name, &values)?;
-            push(Payload::Half { kind: HalfKind::MixerBeta, array: half_array(&values, shape.clone()) });
-            reports.push(report("HEAD_MIXER_BETA", None, None, None));
-        } else if name.ends_with("head_mixer.signs") || name.ends_with("head_mixer.widx") {
-            check_constants(ckpt, name, tensor)?;
-            reports.push(report("SKIP", None, None, Some("octonion constant, rebuilt by the engine")));
-        } else {
-            return Err(CompressError::UnknownTensor(name.clone()));
+            Class::TiedHead => reports.push(report("SKIP", None, None, Some("tied to tok_embeddings.weight"))),
+            Class::Ternary => {
+                let [8, out_o, in_o] = tensor.shape[..] else {
+                    return Err(CompressError::NotOctonion { name: name.clone(), shape });
+                };
+                let values = ckpt.to_f32(name, tensor)?;
+                finite(name, &values)?;
+                let ternary = TernaryTensor::from_values([8, out_o, in_o], &ternarize(&values)).expect("ternarize yields {-1,0,1} of the right length");
+                reports.push(report("BITMASK", Some(ternary.sparsity()), Some(u64::from(ternary.nnz)), None));
+                push(Payload::Ternary(ternary));
+            }
+            Class::Half(kind, label) => {
+                let values = ckpt.to_f32(name, tensor)?;
+                finite(name, &values)?;
+                push(Payload::Half { kind, array: half_array(&values, shape.clone()) });
+                reports.push(report(label, None, None, None));
+            }
+            Class::Rope => {
+                if tensor.dtype != crate::pickle::StorageType::Complex64 {
+                    return Err(CompressError::BadShape { name: name.clone(), shape, expected: "a complex64 RoPE table" });
+                }
+                let values = ckpt.to_f32(name, tensor)?;
+                finite(name, &values)?;
+                let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let mut rope_shape = shape.clone();
+                rope_shape.push(2);
+                push(Payload::Rope(Array { dtype: Dtype::F32, shape: rope_shape, data: Cow::Owned(data) }));
+                reports.push(report("ROPE", None, None, None));
+            }
+            Class::Constant => {
+                check_constants(ckpt, name, tensor)?;
+                reports.push(report("SKIP", None, None, Some("octonion constant, rebuilt by the engine")));
+            }
+            Class::Unknown => return Err(CompressError::UnknownTensor(name.clone())),
         }
         progress(tensor.numel() * tensor.dtype.element_size());
     }
 
     let file = WalshFile { version: 4, header_json: Cow::Owned(header_json), records };
     Ok(Compressed { file, tensors: reports })
+}
+
+/// Where a state-dict entry goes in the file.
+enum Class {
+    Embedding,
+    TiedHead,
+    Ternary,
+    Half(HalfKind, &'static str),
+    Rope,
+    Constant,
+    Unknown,
+}
+
+/// The Python compressor's classification chain (substring tests, first match wins), less the
+/// branches for model families `check_supported` already refused.
+fn classify(name: &str, tied_to_embedding: bool) -> Class {
+    if name.contains("tok_embeddings.weight") || (name.contains("output.weight") && !tied_to_embedding) {
+        Class::Embedding
+    } else if name.contains("output.weight") {
+        Class::TiedHead
+    } else if name.contains(".weight") && TERNARY_LAYERS.iter().any(|l| name.contains(l)) {
+        Class::Ternary
+    } else if name.contains(".beta") && !name.contains("head_mixer") {
+        Class::Half(HalfKind::Beta, "SCALE_BETA")
+    } else if name.contains("norm") {
+        Class::Half(HalfKind::Norm, "NORM")
+    } else if name.contains("freqs_cis") {
+        Class::Rope
+    } else if name.contains("head_mixer.W") {
+        Class::Half(HalfKind::MixerWeight, "HEAD_MIXER")
+    } else if name.contains("head_mixer.beta") {
+        Class::Half(HalfKind::MixerBeta, "HEAD_MIXER_BETA")
+    } else if name.ends_with("head_mixer.signs") || name.ends_with("head_mixer.widx") {
+        Class::Constant
+    } else {
+        Class::Unknown
+    }
 }
 
 /// The mixer's `signs` and `widx` buffers must be the octonion tables the engine hard-codes.
