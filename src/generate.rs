@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::model::{InferenceError, KvCache, Model};
+use crate::model::{Activations, InferenceError, KvCache, Model};
 use crate::sampling::{Sampler, SamplingError, SamplingParams};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,19 @@ pub struct Generator {
     max_tokens: usize,
     stop_token: Option<u32>,
     stopped: Option<StopReason>,
+    /// A forward pass paused between layers (see [`Generator::advance`]).
+    in_flight: Option<Activations>,
+}
+
+/// What [`Generator::advance`] achieved before it was told to stop.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A token was generated.
+    Token(Step),
+    /// The budget ran out in the middle of a forward pass; call again to resume it.
+    Paused,
+    /// Generation has stopped (see [`Generator::stop_reason`]).
+    Done,
 }
 
 /// One generated token and the logits it was chosen from.
@@ -97,23 +110,48 @@ impl Generator {
             max_tokens: options.max_tokens,
             stop_token: options.stop_token,
             stopped: None,
+            in_flight: None,
         })
     }
 
     /// Generates the next token, or returns `None` once generation has stopped.
     pub fn step(&mut self, model: &Model) -> Result<Option<Step>, GenerateError> {
+        match self.advance(model, || true)? {
+            Progress::Token(step) => Ok(Some(step)),
+            Progress::Done => Ok(None),
+            Progress::Paused => unreachable!("advance only pauses when asked to"),
+        }
+    }
+
+    /// Like [`Generator::step`], but asks `may_continue` before each layer and pauses (keeping
+    /// the half-done pass) when it says no: how a caller with an instruction budget spreads a
+    /// long prompt over several calls.
+    pub fn advance(&mut self, model: &Model, mut may_continue: impl FnMut() -> bool) -> Result<Progress, GenerateError> {
         if self.stopped.is_some() {
-            return Ok(None);
+            return Ok(Progress::Done);
         }
-        if self.generated.len() >= self.max_tokens {
-            self.stopped = Some(StopReason::MaxTokens);
-            return Ok(None);
+        let mut act = match self.in_flight.take() {
+            Some(act) => act,
+            None => {
+                if self.generated.len() >= self.max_tokens {
+                    self.stopped = Some(StopReason::MaxTokens);
+                    return Ok(Progress::Done);
+                }
+                if self.cache.len() + self.pending.len() > self.cache.capacity() {
+                    self.stopped = Some(StopReason::ContextLimit);
+                    return Ok(Progress::Done);
+                }
+                model.begin(&mut self.cache, &self.pending)?
+            }
+        };
+        while act.next_layer() < model.layers.len() {
+            if !may_continue() {
+                self.in_flight = Some(act);
+                return Ok(Progress::Paused);
+            }
+            model.run_layer(&mut self.cache, &mut act)?;
         }
-        if self.cache.len() + self.pending.len() > self.cache.capacity() {
-            self.stopped = Some(StopReason::ContextLimit);
-            return Ok(None);
-        }
-        let logits = model.forward(&mut self.cache, &self.pending)?;
+        let logits = model.finish(&mut self.cache, &act)?;
         let token = self.sampler.sample(&logits)?;
         self.generated.push(token);
         self.pending.clear();
@@ -123,7 +161,23 @@ impl Generator {
         } else if self.generated.len() >= self.max_tokens {
             self.stopped = Some(StopReason::MaxTokens);
         }
-        Ok(Some(Step { token, logits }))
+        Ok(Progress::Token(Step { token, logits }))
+    }
+
+    /// Ends generation early (e.g. an instruction budget that will not allow another token).
+    pub fn stop(&mut self, reason: StopReason) {
+        self.stopped.get_or_insert(reason);
+        self.in_flight = None;
+    }
+
+    /// Whether a forward pass is paused half way.
+    pub fn is_paused(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Tokens the next forward pass will process (the prompt at first, then one).
+    pub fn pending_tokens(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn generated(&self) -> &[u32] {

@@ -150,3 +150,24 @@ fn head_mixer_mixes_every_group_of_eight() {
         }
     }
 }
+
+#[test]
+fn pausing_between_layers_gives_the_same_tokens() {
+    let Some(model) = char_tiny() else { return };
+    let prompt = [30, 27, 25, 17, 27, 10];
+    let mut reference = Generator::new(&model, &prompt, &greedy(12)).unwrap();
+    while reference.step(&model).unwrap().is_some() {}
+    // Allow one layer per call: every pass pauses once (2 layers).
+    let mut paused = Generator::new(&model, &prompt, &greedy(12)).unwrap();
+    let (mut pauses, mut tokens) = (0, Vec::new());
+    loop {
+        let mut allowance = 1;
+        match paused.advance(&model, || { let ok = allowance > 0; allowance -= 1; ok }).unwrap() {
+            walsh_engine::generate::Progress::Token(step) => tokens.push(step.token),
+            walsh_engine::generate::Progress::Paused => pauses += 1,
+            walsh_engine::generate::Progress::Done => break,
+        }
+    }
+    assert_eq!(tokens, reference.generated());
+    assert_eq!(pauses, 12);
+}
