@@ -34,6 +34,9 @@ struct Cli {
     /// Print one JSON object per step instead of text.
     #[arg(long)]
     json: bool,
+    /// Print the canister's Candid interface (metadata or `get_candid_pointer`) and exit.
+    #[arg(long)]
+    candid: bool,
     /// Steps to run (see the module documentation).
     steps: Vec<String>,
 }
@@ -127,6 +130,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(did) => Some(did),
         None => Host::load_without_init(&wasm)?.candid_service(),
     };
+    if cli.candid {
+        print!("{}", did.context("the canister carries no Candid interface")?);
+        return Ok(());
+    }
     let mut interface = Interface::from_info(did.as_deref())?;
     let init_arg = interface.encode(&cli.init, interface.service.as_ref().map(|_| interface.init.as_slice()))?;
     let (mut host, outcome) = Host::install(&wasm, &init_arg, HostConfig::default())?;

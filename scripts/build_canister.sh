@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds the Walsh canister: target/wasm32-unknown-unknown/canister/walsh_canister.wasm (raw) and,
+# unless --no-post-process, target/canister/walsh_canister.wasm with the candid:service metadata
+# (ic-wasm) and wasm-opt -O3 applied when those tools are installed (npm: @icp-sdk/ic-wasm-linux-x64;
+# apt: binaryen).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+post_process=1
+[[ "${1:-}" == "--no-post-process" ]] && post_process=0
+
+# SIMD128 is on for the canister (the IC supports deterministic SIMD); the getrandom cfg must be
+# repeated because RUSTFLAGS replaces the target rustflags of .cargo/config.toml.
+RUSTFLAGS='--cfg getrandom_backend="custom" -C target-feature=+simd128' \
+    cargo build -p walsh-canister --target wasm32-unknown-unknown --profile canister
+raw=target/wasm32-unknown-unknown/canister/walsh_canister.wasm
+echo "built $raw ($(stat -c %s "$raw") bytes)"
+[[ $post_process == 1 ]] || exit 0
+
+mkdir -p target/canister
+out=target/canister/walsh_canister.wasm
+cp "$raw" "$out"
+if command -v wasm-opt > /dev/null; then
+    wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-reference-types --enable-sign-ext \
+        --enable-nontrapping-float-to-int --enable-multivalue --enable-mutable-globals "$out" -o "$out"
+else
+    echo "note: wasm-opt not found (apt-get install binaryen); skipping -O3"
+fi
+if command -v ic-wasm > /dev/null; then
+    ic-wasm "$out" -o "$out" shrink
+    ic-wasm "$out" -o "$out" metadata candid:service -f canister/walsh.did -v public
+else
+    echo "note: ic-wasm not found (npm install -g @icp-sdk/ic-wasm-linux-x64); the module carries no candid:service metadata"
+fi
+echo "built $out ($(stat -c %s "$out") bytes)"
