@@ -1,0 +1,179 @@
+//! The canister's promises on the embedded host, with the small char-tiny model: upgrades keep
+//! the model, only controllers upload, a bad upload changes nothing, uploads resume, sessions
+//! belong to their caller, and every bad argument is a typed error (no call traps).
+
+mod common;
+
+use candid::{Encode, Principal};
+use common::{Canister, greedy, tokenizer_json};
+use ic_host::host::{Response, default_controller};
+use sha2::{Digest, Sha256};
+use walsh_canister::api::*;
+
+fn user(name: &str) -> Principal {
+    Principal::self_authenticating(name.as_bytes())
+}
+
+/// A canister serving char-tiny, plus the reference greedy ids of its first prompt.
+fn ready() -> Option<(Canister, String, Vec<u32>)> {
+    let data = test_support::testdata()?;
+    let dir = data.join("char-tiny");
+    let mut c = Canister::install();
+    c.upload(BlobKind::Model, &std::fs::read(dir.join("model.walsh")).unwrap(), 5_000).unwrap();
+    c.upload(BlobKind::Tokenizer, &tokenizer_json(&dir), 500).unwrap();
+    let first = test_support::reference(&dir).prompts.remove(0);
+    Some((c, first.prompt, first.walsh.greedy_ids))
+}
+
+fn generate(c: &mut Canister, request: &GenerateRequest, caller: Principal) -> Result<Generation, Error> {
+    c.query("generate", Encode!(request).unwrap(), caller)
+}
+
+#[test]
+fn upgrade_keeps_the_model_and_its_answers() {
+    let Some((mut c, prompt, reference)) = ready() else { return };
+    let before = generate(&mut c, &greedy(&prompt, 40), user("a")).unwrap();
+    assert_eq!(before.ids, reference);
+    let out = c.host.upgrade(common::canister_wasm(), &Encode!().unwrap()).expect("upgrade");
+    assert!(out.instructions < 2_000_000_000, "reloading took {} instructions", out.instructions);
+    let after = generate(&mut c, &greedy(&prompt, 40), user("a")).unwrap();
+    assert_eq!(after.ids, reference);
+    let info: Result<ModelInfo, Error> = c.query("model_info", Encode!().unwrap(), user("a"));
+    let info = info.unwrap();
+    assert_eq!((info.n_layer, info.n_embd, info.vocab_size), (2, 64, 65));
+    assert_eq!(info.model_sha256, Sha256::digest(std::fs::read(test_support::testdata().unwrap().join("char-tiny/model.walsh")).unwrap()).to_vec());
+}
+
+#[test]
+fn only_controllers_upload() {
+    let Some((mut c, _, _)) = ready() else { return };
+    let stranger = user("stranger");
+    let r: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), stranger);
+    assert_eq!(r, Err(Error::NotAuthorized));
+    let r: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap(), stranger);
+    assert_eq!(r, Err(Error::NotAuthorized));
+    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &1u64, &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), stranger);
+    assert_eq!(r, Err(Error::NotAuthorized));
+    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), stranger);
+    assert_eq!(r, Err(Error::NotAuthorized));
+}
+
+#[test]
+fn bad_uploads_change_nothing() {
+    let Some((mut c, prompt, reference)) = ready() else { return };
+    let me = default_controller();
+    let model = std::fs::read(test_support::testdata().unwrap().join("char-tiny/model.walsh")).unwrap();
+    // The right bytes with a wrong hash.
+    let _: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), me);
+    let _: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(model.clone())).unwrap(), me);
+    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
+    assert!(matches!(r, Err(Error::HashMismatch { .. })), "{r:?}");
+    // A wrong size.
+    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64 + 1), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
+    assert!(matches!(r, Err(Error::SizeMismatch { .. })), "{r:?}");
+    // A damaged .walsh with a matching hash.
+    let mut damaged = model.clone();
+    damaged.truncate(model.len() - 100);
+    let r = c.upload(BlobKind::Model, &damaged, 4096);
+    assert!(matches!(&r, Err(Error::InvalidModel(m)) if m.contains("truncated")), "{r:?}");
+    let r = c.upload(BlobKind::Tokenizer, b"{ not a tokenizer", 4096);
+    assert!(matches!(r, Err(Error::InvalidTokenizer(_))), "{r:?}");
+    // The old model and tokenizer still answer.
+    assert_eq!(generate(&mut c, &greedy(&prompt, 40), user("a")).unwrap().ids, reference);
+}
+
+#[test]
+fn interrupted_upload_resumes_from_the_reported_offset() {
+    let Some((mut c, prompt, reference)) = ready() else { return };
+    let me = default_controller();
+    let model = std::fs::read(test_support::testdata().unwrap().join("char-tiny/model.walsh")).unwrap();
+    let chunk = |c: &mut Canister, offset: usize, len: usize| -> Result<UploadStatus, Error> {
+        let end = (offset + len).min(model.len());
+        c.update("upload_chunk", Encode!(&BlobKind::Model, &(offset as u64), &serde_bytes::ByteBuf::from(model[offset..end].to_vec())).unwrap(), me)
+    };
+    let _: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), me);
+    chunk(&mut c, 0, 3000).unwrap();
+    chunk(&mut c, 3000, 3000).unwrap();
+    // The client "times out" and resends the last chunk: accepted, nothing doubled.
+    assert_eq!(chunk(&mut c, 3000, 3000).unwrap().received, 6000);
+    // A chunk past the data is refused with where to resume.
+    assert_eq!(chunk(&mut c, 9000, 1000), Err(Error::ChunkOutOfOrder { expected_offset: 6000 }));
+    // A resent chunk with different bytes is refused.
+    let r: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![0u8; 10])).unwrap(), me);
+    assert_eq!(r, Err(Error::ChunkMismatch { offset: 0 }));
+    // The client restarts (even after an upgrade cleared the heap) and asks where to resume.
+    c.host.upgrade(common::canister_wasm(), &Encode!().unwrap()).unwrap();
+    let status: UploadStatus = c.query("upload_status", Encode!(&BlobKind::Model).unwrap(), me);
+    assert!(status.in_progress);
+    let mut offset = status.received as usize;
+    while offset < model.len() {
+        offset = chunk(&mut c, offset, 4000).unwrap().received as usize;
+    }
+    let sha = serde_bytes::ByteBuf::from(Sha256::digest(&model).to_vec());
+    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64), &sha).unwrap(), me);
+    r.unwrap();
+    assert_eq!(generate(&mut c, &greedy(&prompt, 40), user("a")).unwrap().ids, reference);
+}
+
+#[test]
+fn sessions_belong_to_their_caller() {
+    let Some((mut c, prompt, reference)) = ready() else { return };
+    let (alice, bob) = (user("alice"), user("bob"));
+    let chunk: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 40)).unwrap(), alice);
+    let id = chunk.unwrap().session;
+    let r: Result<SessionChunk, Error> = c.update("session_continue", Encode!(&id).unwrap(), bob);
+    assert_eq!(r, Err(Error::NotYourSession));
+    let r: Result<SessionView, Error> = c.query("session_get", Encode!(&id).unwrap(), bob);
+    assert_eq!(r, Err(Error::NotYourSession));
+    let r: Result<(), Error> = c.update("session_cancel", Encode!(&id).unwrap(), bob);
+    assert_eq!(r, Err(Error::NotYourSession));
+    let view: Result<SessionView, Error> = c.query("session_get", Encode!(&id).unwrap(), alice);
+    assert_eq!(view.unwrap().ids, reference);
+    let r: Result<(), Error> = c.update("session_cancel", Encode!(&id).unwrap(), alice);
+    r.unwrap();
+    let r: Result<SessionChunk, Error> = c.update("session_continue", Encode!(&id).unwrap(), alice);
+    assert_eq!(r, Err(Error::UnknownSession));
+    // Per-caller limit (4 by default).
+    for _ in 0..4 {
+        let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 1)).unwrap(), bob);
+        r.unwrap();
+    }
+    let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 1)).unwrap(), bob);
+    assert_eq!(r, Err(Error::TooManySessions { limit: 4 }));
+}
+
+#[test]
+fn every_bad_argument_is_a_typed_error() {
+    // Before any model: NoModel, not a trap.
+    let mut empty = Canister::install();
+    assert_eq!(generate(&mut empty, &greedy("hi", 5), user("a")), Err(Error::NoModel));
+    let Some((mut c, prompt, _)) = ready() else { return };
+    let cases: Vec<(GenerateRequest, fn(&Error) -> bool)> = vec![
+        (greedy("", 5), |e| *e == Error::EmptyPrompt),
+        (greedy("\u{20ac}\u{20ac}", 5), |e| *e == Error::EmptyPrompt), // nothing in the vocabulary
+        (greedy(&"a".repeat(65), 5), |e| matches!(e, Error::PromptTooLong { tokens: 65, limit: 64 })),
+        (greedy(&prompt, 0), |e| matches!(e, Error::InvalidArgument(_))),
+        (greedy(&prompt, 1_000_000), |e| matches!(e, Error::InvalidArgument(_))),
+        (GenerateRequest { temperature: Some(f32::NAN), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("temperature"))),
+        (GenerateRequest { temperature: Some(-1.0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(_))),
+        (GenerateRequest { top_k: Some(0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("top_k"))),
+        (GenerateRequest { top_p: Some(0.0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("top_p"))),
+        (GenerateRequest { top_p: Some(1.5), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(_))),
+    ];
+    for (request, expected) in cases {
+        let r = generate(&mut c, &request, user("a"));
+        assert!(matches!(&r, Err(e) if expected(e)), "{request:?}: {r:?}");
+        let s: Result<SessionChunk, Error> = c.update("session_start", Encode!(&request).unwrap(), user("a"));
+        assert!(matches!(&s, Err(e) if expected(e)), "session {request:?}: {s:?}");
+    }
+    let r: Result<SessionChunk, Error> = c.update("session_continue", Encode!(&12345u64).unwrap(), user("a"));
+    assert_eq!(r, Err(Error::UnknownSession));
+    // Undecodable arguments are the one thing ic-cdk rejects itself (before our code runs).
+    let out = c.host.update("session_continue", b"not candid", user("a")).unwrap();
+    assert!(matches!(out.response, Response::Reject { .. }));
+    // A sampled generation with a seed is repeatable.
+    let sampled = GenerateRequest { temperature: Some(1.0), top_k: Some(20), top_p: Some(0.9), seed: Some(7), ..greedy(&prompt, 20) };
+    let a = generate(&mut c, &sampled, user("a")).unwrap();
+    let b = generate(&mut c, &sampled, user("b")).unwrap();
+    assert_eq!(a.ids, b.ids);
+}
