@@ -450,6 +450,16 @@ pub fn call_table(store: &mut wasmtime::Store<State>, fun: u32, env: u32) -> was
     typed.call(store, env as i32)
 }
 
+/// Names of the `ic0` functions this host implements.
+pub fn implemented() -> Vec<String> {
+    let engine = Engine::default();
+    let linker = linker(&engine).expect("the System API links");
+    let mut store = wasmtime::Store::new(&engine, State::default());
+    let mut names: Vec<String> = linker.iter(&mut store).filter(|(module, _, _)| *module == "ic0").map(|(_, name, _)| name.to_string()).collect();
+    names.sort();
+    names
+}
+
 /// The linker with every function of the System API this host implements. Other `ic0`
 /// functions trap when called (validation already refused non-`ic0` imports).
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {

@@ -207,3 +207,45 @@ fn instruction_limits() {
     assert_eq!(before, after);
 }
 
+
+#[derive(CandidType, Deserialize, Debug)]
+struct More {
+    cycles_available: u128,
+    cycles_accepted: u128,
+    liquid_balance: u128,
+    status_running: bool,
+    version: u64,
+    replicated: bool,
+    certificate_present: bool,
+}
+
+#[test]
+fn cycles_status_version_certified_data_and_replication() {
+    let mut host = install();
+    let more = Decode!(reply(&host.update("more", &Encode!().unwrap(), user()).unwrap()), More).unwrap();
+    assert_eq!((more.cycles_available, more.cycles_accepted), (0, 0)); // ingress carries no cycles
+    assert_eq!(more.liquid_balance, HostConfig::default().cycles);
+    assert!(more.status_running && more.replicated && !more.certificate_present);
+    assert!(more.version >= 1);
+    let replicated = Decode!(reply(&host.query("replicated_in_query", &Encode!().unwrap(), user()).unwrap()), bool).unwrap();
+    assert!(!replicated);
+}
+
+#[test]
+fn msg_reject_and_reject_callbacks() {
+    let mut host = install();
+    let out = host.update("reject_me", &Encode!(&"no thanks").unwrap(), user()).unwrap();
+    assert_eq!(out.response, Response::Reject { code: RejectCode::CanisterReject, message: "no thanks".into() });
+    let out = host.update("call_missing", &Encode!().unwrap(), user()).unwrap();
+    let text = Decode!(reply(&out), String).unwrap();
+    assert!(text.contains("ryjl3-tyaaa-aaaaa-aaaba-cai") && text.contains("refunded 0"), "{text}");
+}
+
+/// The test canister is the proof that the System API works with real ic-cdk code: it must call
+/// every function the host implements.
+#[test]
+fn the_test_canister_imports_every_implemented_function() {
+    let info = ic_host::validate::validate(common::test_canister_wasm()).unwrap();
+    let missing: Vec<String> = ic_host::system_api::implemented().into_iter().filter(|f| !info.imports.contains(f)).collect();
+    assert!(missing.is_empty(), "implemented but not exercised by the test canister: {missing:?}");
+}

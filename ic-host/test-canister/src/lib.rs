@@ -153,6 +153,56 @@ async fn random() -> Vec<u8> {
     ic_cdk_management_canister::raw_rand().await.expect("raw_rand")
 }
 
+/// The rest of the System API: cycles, status, version, certified data, replicated execution.
+#[derive(CandidType, Deserialize)]
+struct More {
+    cycles_available: u128,
+    cycles_accepted: u128,
+    liquid_balance: u128,
+    status_running: bool,
+    version: u64,
+    replicated: bool,
+    certificate_present: bool,
+}
+
+#[ic_cdk::update]
+fn more() -> More {
+    ic_cdk::api::certified_data_set(b"certified");
+    More {
+        cycles_available: ic_cdk::api::msg_cycles_available(),
+        cycles_accepted: ic_cdk::api::msg_cycles_accept(1_000),
+        liquid_balance: ic_cdk::api::canister_liquid_cycle_balance(),
+        status_running: matches!(ic_cdk::api::canister_status(), ic_cdk::api::CanisterStatusCode::Running),
+        version: ic_cdk::api::canister_version(),
+        replicated: ic_cdk::api::in_replicated_execution(),
+        certificate_present: ic_cdk::api::data_certificate().is_some(),
+    }
+}
+
+#[ic_cdk::query]
+fn replicated_in_query() -> bool {
+    ic_cdk::api::in_replicated_execution()
+}
+
+/// Rejects the call with a message (ic0.msg_reject), in Candid's manual-reply style.
+#[ic_cdk::update(manual_reply = true)]
+fn reject_me(message: String) {
+    ic_cdk::api::msg_reject(message);
+}
+
+/// Calls a canister that does not exist: the reject callback reads the code and message.
+#[ic_cdk::update]
+async fn call_missing() -> String {
+    let missing = Principal::from_text("ryjl3-tyaaa-aaaaa-aaaba-cai").unwrap();
+    match ic_cdk::call::Call::bounded_wait(missing, "anything").await {
+        Ok(_) => "unexpected reply".into(),
+        Err(e) => {
+            let refunded = ic_cdk::api::msg_cycles_refunded();
+            format!("{e} (refunded {refunded})")
+        }
+    }
+}
+
 #[ic_cdk::update]
 fn start_timer(delay_seconds: u64) {
     ic_cdk_timers::set_timer(Duration::from_secs(delay_seconds), async {
