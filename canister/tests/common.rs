@@ -1,9 +1,7 @@
-//! The canister wasm for tests: `WALSH_CANISTER_WASM` if set (scripts/test.sh builds it first),
-//! otherwise built here once per test binary in its own target directory.
+//! Helpers for the canister's tests: the wasm (from test-support), a typed call wrapper, uploads.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
 
 use candid::{CandidType, Decode, Encode, Principal};
 use ic_host::host::{Host, HostConfig, Response, default_controller};
@@ -12,39 +10,7 @@ use sha2::{Digest, Sha256};
 use walsh_canister::api::*;
 
 pub fn canister_wasm() -> &'static [u8] {
-    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
-    WASM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("WALSH_CANISTER_WASM") {
-            return std::fs::read(&path).unwrap_or_else(|e| {
-                panic!(
-                    "WALSH_CANISTER_WASM={}: {e}",
-                    PathBuf::from(&path).display()
-                )
-            });
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target_dir = root.join("target/canister-tests");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "walsh-canister",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--profile",
-                "canister",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the canister");
-        assert!(status.success(), "building the canister failed");
-        std::fs::read(target_dir.join("wasm32-unknown-unknown/canister/walsh_canister.wasm"))
-            .expect("canister wasm")
-    })
+    test_support::canister_wasm()
 }
 
 pub struct Canister {

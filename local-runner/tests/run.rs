@@ -4,22 +4,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Where the canister wasm is, for the binary's `--wasm` flag.
 fn canister_wasm() -> PathBuf {
-    if let Some(path) = std::env::var_os("WALSH_CANISTER_WASM") {
-        return PathBuf::from(path);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target_dir = root.join("target/canister-tests");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "-p", "walsh-canister", "--lib", "--target", "wasm32-unknown-unknown", "--profile", "canister", "--target-dir"])
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("run cargo to build the canister");
-    assert!(status.success(), "building the canister failed");
-    target_dir.join("wasm32-unknown-unknown/canister/walsh_canister.wasm")
+    let wasm = test_support::canister_wasm();
+    let path = std::env::temp_dir().join(format!("walsh-local-test-{}.wasm", std::process::id()));
+    std::fs::write(&path, wasm).unwrap();
+    path
 }
 
 #[test]

@@ -88,3 +88,28 @@ pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     assert_eq!(values.len(), shape.iter().product::<usize>(), "npy data length");
     (shape, values)
 }
+
+/// The Walsh canister wasm: `WALSH_CANISTER_WASM` if set (scripts/test.sh builds it first and sets
+/// it), otherwise built once here, in its own target directory so that it never waits for the
+/// lock of the build running the tests.
+pub fn canister_wasm() -> &'static [u8] {
+    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    WASM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("WALSH_CANISTER_WASM") {
+            let path = PathBuf::from(path);
+            return std::fs::read(&path).unwrap_or_else(|e| panic!("WALSH_CANISTER_WASM={}: {e}", path.display()));
+        }
+        let root = repo_root();
+        let target_dir = root.join("target/canister-tests");
+        let status = std::process::Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["build", "-p", "walsh-canister", "--lib", "--target", "wasm32-unknown-unknown", "--profile", "canister", "--target-dir"])
+            .arg(&target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("run cargo to build the canister");
+        assert!(status.success(), "building the canister failed");
+        std::fs::read(target_dir.join("wasm32-unknown-unknown/canister/walsh_canister.wasm")).expect("canister wasm")
+    })
+}
