@@ -11,7 +11,7 @@ post_process=1
 
 # SIMD128 is on for the canister (the IC supports deterministic SIMD); the getrandom cfg must be
 # repeated because RUSTFLAGS replaces the target rustflags of .cargo/config.toml.
-RUSTFLAGS='--cfg getrandom_backend="custom" -C target-feature=+simd128' \
+RUSTFLAGS='--cfg getrandom_backend="custom" -C target-feature=+simd128 -C llvm-args=-disable-lsr' \
     cargo build -p walsh-canister --lib --target wasm32-unknown-unknown --profile canister
 raw=target/wasm32-unknown-unknown/canister/walsh_canister.wasm
 echo "built $raw ($(stat -c %s "$raw") bytes)"

@@ -9,6 +9,18 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
 fi
 
+echo "== SIMD kernels against their twins on wasm32 + simd128 (wasmtime via Python)"
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+    rustup target add wasm32-wasip1
+fi
+if ! python3 -c "import wasmtime" 2> /dev/null; then
+    echo "the wasm32 kernel tests need the wasmtime Python package: pip install wasmtime" >&2
+    exit 1
+fi
+CARGO_TARGET_WASM32_WASIP1_RUNNER="python3 $PWD/scripts/wasi_run.py" \
+RUSTFLAGS="-C target-feature=+simd128" \
+    cargo test -p walsh-engine --lib --target wasm32-wasip1
+
 echo "== engine for wasm32-unknown-unknown"
 cargo build -p walsh-engine --target wasm32-unknown-unknown --release
 

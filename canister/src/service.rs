@@ -133,9 +133,10 @@ impl<M: Memory + Clone> Service<M> {
             service.apply_settings(settings)?;
         }
         if let Some(bytes) = service.storage.active_bytes(BlobKind::Model) {
-            service.model =
-                Some(Model::load(&bytes).map_err(|e| Error::InvalidModel(e.to_string()))?);
             service.header_json = header_of(&bytes);
+            // The model keeps the file bytes and reads its int8 embedding in place.
+            service.model =
+                Some(Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?);
         }
         if let Some(bytes) = service.storage.active_bytes(BlobKind::Tokenizer) {
             let tokenizer =
@@ -299,9 +300,11 @@ impl<M: Memory + Clone> Service<M> {
         let bytes = self.storage.staging_bytes(kind);
         match kind {
             BlobKind::Model => {
-                let model = Model::load(&bytes).map_err(|e| Error::InvalidModel(e.to_string()))?;
-                self.header_json = header_of(&bytes);
-                drop(bytes);
+                let header_json = header_of(&bytes);
+                // The model keeps the file bytes and reads its int8 embedding in place.
+                let model =
+                    Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?;
+                self.header_json = header_json;
                 if let Some(tokenizer) = &self.tokenizer {
                     check_compatible(&model, tokenizer)?;
                 }

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Model, kernels};
+use super::{Model, kernels, packed};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InferenceError {
@@ -141,9 +141,9 @@ impl Model {
             let pos = act.start + t;
             kernels::rms_norm(x, &layer.attention_norm, &mut normed);
             let qt = &mut q[t * d..(t + 1) * d];
-            kernels::octonion_linear(&layer.wq, &normed, qt);
-            kernels::octonion_linear(&layer.wk, &normed, &mut k);
-            kernels::octonion_linear(&layer.wv, &normed, &mut v);
+            packed::ternary_linear(&layer.wq, &normed, qt);
+            packed::ternary_linear(&layer.wk, &normed, &mut k);
+            packed::ternary_linear(&layer.wv, &normed, &mut v);
             kernels::rope(qt, hd, pos, &self.rope);
             kernels::rope(&mut k, hd, pos, &self.rope);
             cache.keys[l].extend_from_slice(&k);
@@ -167,14 +167,14 @@ impl Model {
                 }
                 None => &attended,
             };
-            kernels::octonion_linear(&layer.wo, heads_out, &mut projected);
+            packed::ternary_linear(&layer.wo, heads_out, &mut projected);
             x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
 
             kernels::rms_norm(x, &layer.ffn_norm, &mut normed);
-            kernels::octonion_linear(&layer.gate, &normed, &mut gate);
-            kernels::octonion_linear(&layer.up, &normed, &mut up);
+            packed::ternary_linear(&layer.gate, &normed, &mut gate);
+            packed::ternary_linear(&layer.up, &normed, &mut up);
             kernels::swiglu(&mut gate, &up);
-            kernels::octonion_linear(&layer.down, &gate, &mut projected);
+            packed::ternary_linear(&layer.down, &gate, &mut projected);
             x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
         }
         act.next_layer += 1;
@@ -195,7 +195,7 @@ impl Model {
         let mut normed = vec![0.0; d];
         kernels::rms_norm(last, &self.final_norm, &mut normed);
         let mut logits = vec![0.0; self.config.vocab_size];
-        kernels::quantized_logits(self.output_head(), &normed, &mut logits);
+        packed::int8_logits(self.output_head(), &normed, &mut logits);
         Ok(logits)
     }
 }

@@ -6,8 +6,12 @@
 
 mod forward;
 pub mod kernels;
+pub mod packed;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -15,6 +19,7 @@ pub use forward::{Activations, InferenceError, KvCache};
 
 use crate::config::{ConfigError, ModelConfig};
 use crate::format::{FormatError, HalfKind, Payload, Record, WalshFile};
+pub use packed::TernaryLinear;
 
 /// Why a file cannot be turned into a model.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -33,6 +38,8 @@ pub enum LoadError {
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor '{name}' contains NaN or infinite values")]
     NonFinite { name: String },
+    #[error("layer '{name}' needs a {needed}-byte lookup table; this engine supports up to {limit} bytes")]
+    TooWide { name: String, needed: usize, limit: usize },
 }
 
 /// A ternary octonion linear layer `R^(8·in_o) → R^(8·out_o)`.
@@ -61,6 +68,13 @@ impl OctonionLinear {
     }
 }
 
+impl TernaryLinear {
+    /// The dense form the f32 reference kernel takes.
+    pub fn to_reference(&self) -> OctonionLinear {
+        OctonionLinear { in_o: self.in_o, out_o: self.out_o, weights: self.to_values(), beta: self.beta.clone() }
+    }
+}
+
 /// The octonion head mixer: mixes each group of 8 heads like one octonion product.
 #[derive(Debug, Clone)]
 pub struct HeadMixer {
@@ -76,7 +90,7 @@ pub struct QuantizedMatrix {
     pub rows: usize,
     pub cols: usize,
     pub scale: f32,
-    pub data: Vec<i8>,
+    pub data: Int8Data,
 }
 
 impl QuantizedMatrix {
@@ -85,18 +99,54 @@ impl QuantizedMatrix {
     }
 }
 
+/// Int8 values, either owned or a range of the `.walsh` bytes the model was loaded from (so the
+/// embedding — most of a file — is not held twice in a canister's heap).
+#[derive(Debug, Clone)]
+pub struct Int8Data {
+    bytes: Arc<Vec<u8>>,
+    start: usize,
+    len: usize,
+}
+
+impl Int8Data {
+    pub fn from_values(values: Vec<i8>) -> Int8Data {
+        let len = values.len();
+        let bytes = values.into_iter().map(|v| v as u8).collect();
+        Int8Data { bytes: Arc::new(bytes), start: 0, len }
+    }
+    /// Whether these values live inside the file bytes rather than in a copy.
+    pub fn is_shared(&self) -> bool {
+        self.bytes.len() != self.len
+    }
+}
+
+impl std::ops::Deref for Int8Data {
+    type Target = [i8];
+    fn deref(&self) -> &[i8] {
+        let bytes = &self.bytes[self.start..self.start + self.len];
+        // SAFETY: i8 and u8 have the same size, alignment and validity.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub attention_norm: Vec<f32>,
-    pub wq: OctonionLinear,
-    pub wk: OctonionLinear,
-    pub wv: OctonionLinear,
-    pub wo: OctonionLinear,
+    pub wq: TernaryLinear,
+    pub wk: TernaryLinear,
+    pub wv: TernaryLinear,
+    pub wo: TernaryLinear,
     pub mixer: Option<HeadMixer>,
     pub ffn_norm: Vec<f32>,
-    pub gate: OctonionLinear,
-    pub up: OctonionLinear,
-    pub down: OctonionLinear,
+    pub gate: TernaryLinear,
+    pub up: TernaryLinear,
+    pub down: TernaryLinear,
+}
+
+impl Layer {
+    pub fn linears(&self) -> [&TernaryLinear; 7] {
+        [&self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down]
+    }
 }
 
 /// RoPE rotation table: for position t and pair i, `cos[t·half + i]`, `sin[t·half + i]`.
@@ -122,6 +172,8 @@ pub struct Model {
 /// Hands out records by name and remembers which were used.
 struct Records<'f, 'a> {
     by_name: HashMap<&'f str, &'f Record<'a>>,
+    /// The file bytes, when the model may keep int8 payloads inside them.
+    shared: Option<(&'f [u8], Arc<Vec<u8>>)>,
 }
 
 impl<'f, 'a> Records<'f, 'a> {
@@ -137,7 +189,11 @@ impl<'f, 'a> Records<'f, 'a> {
     }
 
     fn wrong_kind(name: &str, expected: u8, record: &Record<'_>) -> LoadError {
-        LoadError::WrongKind { name: name.to_string(), expected: expected as char, found: record.payload.marker() as char }
+        LoadError::WrongKind {
+            name: name.to_string(),
+            expected: expected as char,
+            found: record.payload.marker() as char,
+        }
     }
 
     fn half(&mut self, name: &str, kind: HalfKind, shape: &[usize]) -> Result<Vec<f32>, LoadError> {
@@ -151,7 +207,7 @@ impl<'f, 'a> Records<'f, 'a> {
         }
     }
 
-    fn linear(&mut self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<OctonionLinear, LoadError> {
+    fn linear(&mut self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<TernaryLinear, LoadError> {
         let name = format!("{prefix}.weight");
         let (in_o, out_o) = (in_dim / 8, out_dim / 8);
         let record = self.take(&name)?;
@@ -160,7 +216,11 @@ impl<'f, 'a> Records<'f, 'a> {
         };
         Self::shape_check(&name, &[8, out_o, in_o], t.shape.to_vec())?;
         let beta = self.half(&format!("{prefix}.beta"), HalfKind::Beta, &[out_o])?;
-        Ok(OctonionLinear { in_o, out_o, weights: t.to_values(), beta })
+        let packed = TernaryLinear::pack(in_o, out_o, &t.to_values(), beta);
+        if packed.table_bytes() > packed::MAX_TABLE_BYTES {
+            return Err(LoadError::TooWide { name, needed: packed.table_bytes(), limit: packed::MAX_TABLE_BYTES });
+        }
+        Ok(packed)
     }
 
     fn quantized(&mut self, name: &str, rows: usize, cols: usize) -> Result<QuantizedMatrix, LoadError> {
@@ -169,21 +229,17 @@ impl<'f, 'a> Records<'f, 'a> {
             return Err(Self::wrong_kind(name, b'E', record));
         };
         Self::shape_check(name, &[rows, cols], vec![e.rows, e.cols])?;
-        Ok(QuantizedMatrix {
-            rows,
-            cols,
-            scale: e.scale,
-            data: e.data.iter().map(|&b| b as i8).collect(),
-        })
+        let inside = self.shared.as_ref().and_then(|(file, owned)| {
+            let start = (e.data.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+            (start + e.data.len() <= file.len()).then(|| Int8Data { bytes: owned.clone(), start, len: e.data.len() })
+        });
+        let data = inside.unwrap_or_else(|| Int8Data::from_values(e.data.iter().map(|&b| b as i8).collect()));
+        Ok(QuantizedMatrix { rows, cols, scale: e.scale, data })
     }
 }
 
 fn finite(name: &str, values: Vec<f32>) -> Result<Vec<f32>, LoadError> {
-    if values.iter().all(|v| v.is_finite()) {
-        Ok(values)
-    } else {
-        Err(LoadError::NonFinite { name: name.to_string() })
-    }
+    if values.iter().all(|v| v.is_finite()) { Ok(values) } else { Err(LoadError::NonFinite { name: name.to_string() }) }
 }
 
 impl Model {
@@ -192,10 +248,22 @@ impl Model {
         Model::from_file(&WalshFile::parse(bytes)?)
     }
 
+    /// Like [`Model::load`], but keeps the file bytes and reads the int8 embedding (and output
+    /// head) in place instead of copying them: the heap holds the file once, not twice.
+    pub fn load_owned(bytes: Vec<u8>) -> Result<Model, LoadError> {
+        let owned = Arc::new(bytes);
+        let file = WalshFile::parse(&owned)?;
+        Model::assemble(&file, Some((owned.as_slice(), owned.clone())))
+    }
+
     /// Assembles a model from a parsed file, checking it against its config.
     pub fn from_file(file: &WalshFile<'_>) -> Result<Model, LoadError> {
+        Model::assemble(file, None)
+    }
+
+    fn assemble(file: &WalshFile<'_>, shared: Option<(&[u8], Arc<Vec<u8>>)>) -> Result<Model, LoadError> {
         let config = ModelConfig::from_json(&file.header_json)?;
-        let mut records = Records { by_name: file.records.iter().map(|r| (r.name.as_ref(), r)).collect() };
+        let mut records = Records { by_name: file.records.iter().map(|r| (r.name.as_ref(), r)).collect(), shared };
         let (d, hd, hidden) = (config.n_embd, config.head_dim(), config.hidden_dim());
 
         let rope_record = records.take("freqs_cis")?;
@@ -263,19 +331,25 @@ impl Model {
         self.output.as_ref().unwrap_or(&self.embedding)
     }
 
-    /// Approximate heap bytes held by the weights.
+    /// Approximate heap bytes held by the model (the whole file when the embedding lives in it).
     pub fn weight_bytes(&self) -> usize {
-        let lin = |l: &OctonionLinear| l.weights.len() + 4 * l.beta.len();
-        let mut total = self.embedding.data.len() + self.output.as_ref().map_or(0, |o| o.data.len());
+        let int8 = |d: &Int8Data| if d.is_shared() { 0 } else { d.len };
+        let mut total = match self.embedding.data.is_shared() {
+            true => self.embedding.data.bytes.len(),
+            false => int8(&self.embedding.data),
+        };
+        total += self.output.as_ref().map_or(0, |o| int8(&o.data));
         total += 4 * (self.rope.cos.len() + self.rope.sin.len() + self.final_norm.len());
         for layer in &self.layers {
-            total += [&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.gate, &layer.up, &layer.down]
-                .into_iter()
-                .map(lin)
-                .sum::<usize>();
+            total += layer.linears().into_iter().map(TernaryLinear::heap_bytes).sum::<usize>();
             total += 4 * (layer.attention_norm.len() + layer.ffn_norm.len());
             total += layer.mixer.as_ref().map_or(0, |m| 4 * (m.weights.len() + m.beta.len()));
         }
         total
+    }
+
+    /// Bytes of lookup table the widest layer needs.
+    pub fn table_bytes(&self) -> usize {
+        self.layers.iter().flat_map(|l| l.linears()).map(TernaryLinear::table_bytes).max().unwrap_or(0)
     }
 }

@@ -1,0 +1,407 @@
+//! Inference layouts built once at load time, and the integer kernels that run on them.
+//!
+//! Every kernel here exists twice: a plain-Rust *twin* (always compiled; the native path and the
+//! reference for the SIMD code) and a wasm SIMD128 version in [`super::simd`]. Both do the same
+//! integer arithmetic in a different order, so their results are bit-identical; tests check that
+//! on wasm32 and check the twins against the f32 reference kernels within a stated tolerance.
+//!
+//! **Ternary octonion linear (lookup tables).** Output part `i` of row `r` is
+//! `Σ_k SIGN[i][i⊕k] · U_k[r][i⊕k]` with `U_k[r] = Σ_c W_k[r][c] · X[c]`, where `X[c]` holds the
+//! 8 input parts of column `c`. Columns are taken 4 at a time: for each group the kernel tabulates
+//! `Σ_j d_j · X[c_j]` for all 3⁴ = 81 sign patterns `d ∈ {0, +1, −1}⁴` (8 lanes of i32 each), and
+//! each weight row stores, per part `k` and group, the byte offset of its pattern in that table.
+//! One lookup then applies 4 ternary weights to all 8 octonion parts (32 multiply-adds) with two
+//! vector loads and two integer adds; the table is shared by the 8·out_o rows that read it.
+//! Activations are quantized per call to i32 with a range chosen so that no sum can overflow
+//! (22 bits for a 512-wide layer), which keeps the arithmetic exact and far finer than f16.
+//!
+//! **Int8 logits.** The hidden state is quantized to i16 (at most 15 bits, fewer for very wide
+//! models so the i32 dot cannot overflow) and each int8 row is a dot product in i32.
+
+use crate::octonion::SIGN;
+
+/// Input columns per lookup.
+pub const GROUP: usize = 4;
+/// Sign patterns per group: 3^GROUP.
+pub const PATTERNS: usize = 81;
+/// One table entry: 8 parts × i32.
+pub const ENTRY_BYTES: usize = 32;
+/// Bytes of one group's table.
+pub const GROUP_BYTES: usize = PATTERNS * ENTRY_BYTES;
+/// The row loops read lookups in blocks of this many; streams are padded with the zero entry.
+pub const LOOKUP_BLOCK: usize = 4;
+/// Largest lookup table the engine supports (bytes). Sets the widest layer: 404 groups, i.e.
+/// 1616 input columns per part (12928 inputs).
+pub const MAX_TABLE_BYTES: usize = 1 << 20;
+
+/// Pattern digit of one weight: 0 → 0, +1 → 1, −1 → 2.
+fn digit(w: i8) -> u32 {
+    match w {
+        1 => 1,
+        -1 => 2,
+        _ => 0,
+    }
+}
+
+/// A ternary octonion linear layer repacked for table lookups.
+#[derive(Debug, Clone)]
+pub struct TernaryLinear {
+    pub in_o: usize,
+    pub out_o: usize,
+    /// Column groups with data (`ceil(in_o / 4)`), i.e. tables built per call.
+    pub groups: usize,
+    /// Lookups per (row, part): `groups` rounded up to [`LOOKUP_BLOCK`].
+    pub stride: usize,
+    /// `[out_o][8 parts k][stride]` byte offsets into the table (`group · GROUP_BYTES + pattern · 32`).
+    pub offsets: Vec<u32>,
+    /// Per-row output scale.
+    pub beta: Vec<f32>,
+}
+
+impl TernaryLinear {
+    /// Packs `[8][out_o][in_o]` ternary values.
+    pub fn pack(in_o: usize, out_o: usize, weights: &[i8], beta: Vec<f32>) -> TernaryLinear {
+        assert_eq!(weights.len(), 8 * out_o * in_o);
+        let groups = in_o.div_ceil(GROUP);
+        let stride = groups.div_ceil(LOOKUP_BLOCK) * LOOKUP_BLOCK;
+        let mut offsets = vec![0u32; out_o * 8 * stride];
+        for r in 0..out_o {
+            for k in 0..8 {
+                let row = &weights[(k * out_o + r) * in_o..][..in_o];
+                let dst = &mut offsets[(r * 8 + k) * stride..][..groups];
+                for (g, slot) in dst.iter_mut().enumerate() {
+                    let mut pattern = 0u32;
+                    for j in (0..GROUP).rev() {
+                        pattern = pattern * 3 + row.get(g * GROUP + j).map_or(0, |&w| digit(w));
+                    }
+                    *slot = (g * GROUP_BYTES) as u32 + pattern * ENTRY_BYTES as u32;
+                }
+            }
+        }
+        TernaryLinear { in_o, out_o, groups, stride, offsets, beta }
+    }
+
+    pub fn in_dim(&self) -> usize {
+        8 * self.in_o
+    }
+    pub fn out_dim(&self) -> usize {
+        8 * self.out_o
+    }
+    /// Bytes of lookup table one call needs.
+    pub fn table_bytes(&self) -> usize {
+        self.groups * GROUP_BYTES
+    }
+    /// Heap bytes of the packed layer.
+    pub fn heap_bytes(&self) -> usize {
+        4 * (self.offsets.len() + self.beta.len())
+    }
+
+    /// The ternary weight of part `k`, row `r`, column `c` (decoded back from the offsets).
+    pub fn weight(&self, k: usize, r: usize, c: usize) -> i8 {
+        let (g, j) = (c / GROUP, c % GROUP);
+        let offset = self.offsets[(r * 8 + k) * self.stride + g] as usize;
+        let pattern = (offset - g * GROUP_BYTES) / ENTRY_BYTES;
+        match pattern / 3usize.pow(j as u32) % 3 {
+            1 => 1,
+            2 => -1,
+            _ => 0,
+        }
+    }
+
+    /// The `[8][out_o][in_o]` values, as stored in the file.
+    pub fn to_values(&self) -> Vec<i8> {
+        let mut out = Vec::with_capacity(8 * self.out_o * self.in_o);
+        for k in 0..8 {
+            for r in 0..self.out_o {
+                out.extend((0..self.in_o).map(|c| self.weight(k, r, c)));
+            }
+        }
+        out
+    }
+
+    /// Largest activation code: no output sum (8 parts · groups · 4 columns) can leave i32.
+    pub fn quant_range(&self) -> i32 {
+        (i32::MAX as usize / (32 * self.groups.max(1))).min(1 << 24) as i32
+    }
+}
+
+/// How one call quantizes its input vector: `q = round_ties_even(x · inv)`, `x ≈ q · step`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantizer {
+    pub inv: f32,
+    pub step: f32,
+}
+
+impl Quantizer {
+    /// For values whose largest magnitude is `absmax`, onto `[-range, range]`. `None` when the
+    /// input is all zeros or not finite (callers handle those without the integer path).
+    pub fn new(absmax: f32, range: i32) -> Option<Quantizer> {
+        (absmax > 0.0 && absmax.is_finite())
+            .then(|| Quantizer { inv: range as f32 / absmax, step: absmax / range as f32 })
+    }
+
+    #[inline]
+    pub fn code(&self, x: f32) -> i32 {
+        (x * self.inv).round_ties_even() as i32
+    }
+}
+
+/// Largest |x| (NaN propagates as "not finite" through `Quantizer::new`).
+pub fn absmax(x: &[f32]) -> f32 {
+    let mut m = 0.0f32;
+    for &v in x {
+        let a = v.abs();
+        if !(a <= m) {
+            m = if a.is_nan() { f32::INFINITY } else { a };
+        }
+    }
+    m
+}
+
+/// Handles the inputs the integer path does not: all-zero (output 0) or non-finite (output NaN).
+fn degenerate_output(absmax: f32, y: &mut [f32]) {
+    y.fill(if absmax == 0.0 { 0.0 } else { f32::NAN });
+}
+
+/// Scratch space of one lookup table (i32 lanes, 8 per entry).
+pub fn table_len_i32(layer: &TernaryLinear) -> usize {
+    layer.table_bytes() / 4
+}
+
+/// Twin of the SIMD kernel: `y = layer(x)`, `x` as `[8][in_o]`, `y` as `[8][out_o]`.
+/// `table` must hold at least [`table_len_i32`] values.
+pub fn ternary_linear_twin(layer: &TernaryLinear, x: &[f32], y: &mut [f32], table: &mut [i32]) {
+    let (in_o, out_o) = (layer.in_o, layer.out_o);
+    let m = absmax(&x[..8 * in_o]);
+    let Some(quant) = Quantizer::new(m, layer.quant_range()) else {
+        return degenerate_output(m, &mut y[..8 * out_o]);
+    };
+    build_table_twin(layer, x, quant, table);
+    for r in 0..out_o {
+        let mut out = [0i32; 8];
+        for k in 0..8 {
+            let mut u = [0i32; 8];
+            for &offset in &layer.offsets[(r * 8 + k) * layer.stride..][..layer.stride] {
+                let entry = &table[offset as usize / 4..][..8];
+                for (a, &b) in u.iter_mut().zip(entry) {
+                    *a = a.wrapping_add(b);
+                }
+            }
+            for (i, o) in out.iter_mut().enumerate() {
+                let v = u[i ^ k];
+                *o = o.wrapping_add(if SIGN[i][i ^ k] > 0.0 { v } else { v.wrapping_neg() });
+            }
+        }
+        let factor = layer.beta[r] * quant.step;
+        for (i, &o) in out.iter().enumerate() {
+            y[i * out_o + r] = o as f32 * factor;
+        }
+    }
+}
+
+/// Fills the lookup table for quantized `x` (shared layout with the SIMD kernel).
+pub fn build_table_twin(layer: &TernaryLinear, x: &[f32], quant: Quantizer, table: &mut [i32]) {
+    let in_o = layer.in_o;
+    for g in 0..layer.groups {
+        let t = &mut table[g * GROUP_BYTES / 4..][..GROUP_BYTES / 4];
+        t[..8].fill(0);
+        let mut filled = 1;
+        for j in 0..GROUP {
+            let c = g * GROUP + j;
+            let column: [i32; 8] = std::array::from_fn(|p| if c < in_o { quant.code(x[p * in_o + c]) } else { 0 });
+            for e in 0..filled {
+                for p in 0..8 {
+                    let base = t[e * 8 + p];
+                    t[(e + filled) * 8 + p] = base.wrapping_add(column[p]);
+                    t[(e + 2 * filled) * 8 + p] = base.wrapping_sub(column[p]);
+                }
+            }
+            filled *= 3;
+        }
+    }
+}
+
+/// Largest hidden-state code for int8 logits over `cols` columns: the i32 dot cannot overflow.
+pub fn logits_quant_range(cols: usize) -> i32 {
+    (i32::MAX as usize / (127 * cols.max(1))).min(i16::MAX as usize) as i32
+}
+
+/// Quantizes the hidden state for [`int8_logits_twin`] and the SIMD kernel.
+pub fn quantize_hidden(h: &[f32], codes: &mut [i16]) -> Result<Quantizer, f32> {
+    let m = absmax(h);
+    let quant = Quantizer::new(m, logits_quant_range(h.len())).ok_or(m)?;
+    for (c, &v) in codes.iter_mut().zip(h) {
+        *c = quant.code(v) as i16;
+    }
+    Ok(quant)
+}
+
+/// Twin of the SIMD logits kernel: `logits[r] = scale · Σ_c data[r][c] · h[c]`.
+pub fn int8_logits_twin(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut [f32]) {
+    let mut codes = vec![0i16; cols];
+    let quant = match quantize_hidden(h, &mut codes) {
+        Ok(q) => q,
+        Err(m) => return degenerate_output(m, logits),
+    };
+    let factor = scale * quant.step;
+    for (row, logit) in data.chunks_exact(cols).zip(logits.iter_mut()) {
+        let dot: i32 = row.iter().zip(&codes).map(|(&w, &c)| i32::from(w) * i32::from(c)).sum();
+        *logit = dot as f32 * factor;
+    }
+}
+
+// ---- dispatch: the SIMD kernels on wasm32 with simd128, the twins elsewhere ------------------
+
+/// `y = layer(x)` with the fastest kernel of this build.
+pub fn ternary_linear(layer: &TernaryLinear, x: &[f32], y: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    super::simd::ternary_linear(layer, x, y);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    TABLE.with_borrow_mut(|table| {
+        let needed = table_len_i32(layer);
+        if table.len() < needed {
+            table.resize(needed, 0);
+        }
+        ternary_linear_twin(layer, x, y, table)
+    });
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+thread_local! {
+    static TABLE: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Logits of the int8 head with the fastest kernel of this build.
+pub fn int8_logits(head: &super::QuantizedMatrix, h: &[f32], logits: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    super::simd::int8_logits(&head.data, head.cols, head.scale, h, logits);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    int8_logits_twin(&head.data, head.cols, head.scale, h, logits);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OctonionLinear;
+    use crate::model::kernels;
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    fn random_ternary(rng: &mut ChaCha8Rng, n: usize) -> Vec<i8> {
+        (0..n).map(|_| (rng.next_u32() % 3) as i8 - 1).collect()
+    }
+
+    fn random_f32(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| ((rng.next_u32() as f32 / u32::MAX as f32) * 2.0 - 1.0) * scale).collect()
+    }
+
+    #[test]
+    fn packing_round_trips_every_weight() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (in_o, out_o) in [(64, 64), (171, 5), (3, 7), (9, 1)] {
+            let w = random_ternary(&mut rng, 8 * in_o * out_o);
+            let packed = TernaryLinear::pack(in_o, out_o, &w, vec![1.0; out_o]);
+            assert_eq!(packed.to_values(), w, "in_o {in_o} out_o {out_o}");
+            // Padding lookups read the zero entry.
+            assert!(packed.offsets.len() == out_o * 8 * packed.stride);
+        }
+    }
+
+    /// The integer path against the f32 reference: the only error is activation rounding
+    /// (≤ step/2 per input), so |Δ| ≤ β · step/2 · (number of nonzero weights in the row).
+    #[test]
+    fn ternary_twin_matches_f32_reference_within_rounding() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for (in_o, out_o) in [(64, 64), (64, 171), (171, 64), (5, 3)] {
+            let w = random_ternary(&mut rng, 8 * in_o * out_o);
+            let beta = random_f32(&mut rng, out_o, 0.5);
+            let x = random_f32(&mut rng, 8 * in_o, 3.0);
+            let reference = OctonionLinear { in_o, out_o, weights: w.clone(), beta: beta.clone() };
+            let mut expected = vec![0.0; 8 * out_o];
+            kernels::octonion_linear(&reference, &x, &mut expected);
+            let packed = TernaryLinear::pack(in_o, out_o, &w, beta.clone());
+            let mut table = vec![0; table_len_i32(&packed)];
+            let mut got = vec![0.0; 8 * out_o];
+            ternary_linear_twin(&packed, &x, &mut got, &mut table);
+            let step = absmax(&x) / packed.quant_range() as f32;
+            for (idx, (a, b)) in got.iter().zip(&expected).enumerate() {
+                let r = idx % out_o;
+                let bound = beta[r].abs() * step * (8 * in_o) as f32 + 1e-5 * b.abs() + 1e-6;
+                assert!((a - b).abs() <= bound, "in_o {in_o} out_o {out_o} [{idx}]: {a} vs {b} (bound {bound})");
+            }
+        }
+    }
+
+    #[test]
+    fn ternary_twin_handles_zero_and_non_finite_input() {
+        let w = vec![1i8; 8 * 4 * 2];
+        let packed = TernaryLinear::pack(4, 2, &w, vec![1.0; 2]);
+        let mut table = vec![0; table_len_i32(&packed)];
+        let mut y = vec![7.0; 16];
+        ternary_linear_twin(&packed, &[0.0; 32], &mut y, &mut table);
+        assert!(y.iter().all(|&v| v == 0.0));
+        let mut x = vec![1.0; 32];
+        x[3] = f32::INFINITY;
+        ternary_linear_twin(&packed, &x, &mut y, &mut table);
+        assert!(y.iter().all(|v| v.is_nan()));
+    }
+
+    /// The SIMD kernels against their twins, bit for bit (run by `scripts/test.sh` on
+    /// wasm32-wasip1 with simd128 in wasmtime).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[test]
+    fn simd_kernels_equal_their_twins() {
+        use crate::model::simd;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for (in_o, out_o) in [(64, 64), (64, 171), (171, 64), (5, 3), (300, 2)] {
+            let w = random_ternary(&mut rng, 8 * in_o * out_o);
+            let beta = random_f32(&mut rng, out_o, 0.5);
+            let packed = TernaryLinear::pack(in_o, out_o, &w, beta);
+            for scale in [3.0, 1e-3, 0.0] {
+                let x = random_f32(&mut rng, 8 * in_o, scale);
+                let mut table = vec![0; table_len_i32(&packed)];
+                let mut twin = vec![0.0; 8 * out_o];
+                ternary_linear_twin(&packed, &x, &mut twin, &mut table);
+                let mut fast = vec![1.0; 8 * out_o];
+                simd::ternary_linear(&packed, &x, &mut fast);
+                assert_eq!(fast, twin, "ternary in_o {in_o} out_o {out_o} scale {scale}");
+            }
+        }
+        for cols in [256, 384, 512, 768, 8, 1000] {
+            for rows in [1, 4, 37] {
+                let data: Vec<i8> = (0..rows * cols).map(|_| ((rng.next_u32() % 255) as i32 - 127) as i8).collect();
+                let h = random_f32(&mut rng, cols, 2.0);
+                let mut twin = vec![0.0; rows];
+                int8_logits_twin(&data, cols, 0.02, &h, &mut twin);
+                let mut fast = vec![1.0; rows];
+                simd::int8_logits(&data, cols, 0.02, &h, &mut fast);
+                assert_eq!(fast, twin, "logits cols {cols} rows {rows}");
+            }
+        }
+    }
+
+    #[test]
+    fn int8_logits_twin_matches_f32_reference_within_rounding() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for cols in [8, 512, 1024] {
+            let rows = 37;
+            let data: Vec<i8> = (0..rows * cols).map(|_| (rng.next_u32() % 255) as i8).map(|v| v.max(-127)).collect();
+            let h = random_f32(&mut rng, cols, 4.0);
+            let head = crate::model::QuantizedMatrix {
+                rows,
+                cols,
+                scale: 0.01,
+                data: crate::model::Int8Data::from_values(data.clone()),
+            };
+            let mut expected = vec![0.0; rows];
+            kernels::quantized_logits(&head, &h, &mut expected);
+            let mut got = vec![0.0; rows];
+            int8_logits_twin(&data, cols, 0.01, &h, &mut got);
+            let step = absmax(&h) / logits_quant_range(cols) as f32;
+            for (a, b) in got.iter().zip(&expected) {
+                let bound = 0.01 * 127.0 * step * cols as f32 / 2.0 + 1e-5 * b.abs();
+                assert!((a - b).abs() <= bound, "cols {cols}: {a} vs {b}");
+            }
+        }
+    }
+}

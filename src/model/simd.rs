@@ -1,0 +1,384 @@
+//! wasm32 SIMD128 versions of the kernels in [`super::packed`] (their twins). Written for the
+//! Internet Computer's cost model, where every wasm instruction is billed: loads cost 1 whatever
+//! their width, integer vector ops 1, f32 ops 2. Comments give the instructions per inner step.
+
+use core::arch::wasm32::*;
+use core::ptr::addr_of_mut;
+
+use super::packed::{GROUP, GROUP_BYTES, LOOKUP_BLOCK, MAX_TABLE_BYTES, Quantizer, TernaryLinear, logits_quant_range};
+use crate::octonion::SIGN;
+
+/// The lookup table lives at a fixed address so that a lookup is `i32.load` (the offset) +
+/// `v128.load offset=TABLE` with no address arithmetic. The canister is single-threaded and no
+/// kernel re-enters, so one static table is enough.
+static mut TABLE: [v128; MAX_TABLE_BYTES / 16] = [unsafe { core::mem::zeroed() }; MAX_TABLE_BYTES / 16];
+/// Quantized activations of the layer being run (`[8][in_o]`, padded to whole groups).
+static mut CODES: [i32; 8 * (MAX_TABLE_BYTES / GROUP_BYTES) * GROUP] = [0; 8 * (MAX_TABLE_BYTES / GROUP_BYTES) * GROUP];
+
+#[inline(always)]
+fn table_base() -> *mut u8 {
+    addr_of_mut!(TABLE).cast::<u8>()
+}
+
+/// Largest |x| of a slice whose length is a multiple of 4, as the twin computes it (NaN → NaN,
+/// which the quantizer then rejects like the twin's infinity).
+fn absmax(x: &[f32]) -> f32 {
+    let abs_mask = u32x4_splat(0x7fff_ffff);
+    let mut m = u32x4_splat(0);
+    for chunk in x.chunks_exact(4) {
+        // SAFETY: chunk has 4 f32 = 16 bytes; v128 loads need no alignment.
+        let v = unsafe { v128_load(chunk.as_ptr().cast()) };
+        // Non-negative floats order like their bit patterns; NaN sorts above infinity.
+        m = u32x4_max(m, v128_and(v, abs_mask));
+    }
+    let lanes = [
+        u32x4_extract_lane::<0>(m),
+        u32x4_extract_lane::<1>(m),
+        u32x4_extract_lane::<2>(m),
+        u32x4_extract_lane::<3>(m),
+    ];
+    f32::from_bits(lanes.into_iter().max().unwrap_or(0))
+}
+
+/// `y = layer(x)`; same results as [`super::packed::ternary_linear_twin`].
+pub fn ternary_linear(layer: &TernaryLinear, x: &[f32], y: &mut [f32]) {
+    let (in_o, out_o, groups) = (layer.in_o, layer.out_o, layer.groups);
+    let x = &x[..8 * in_o];
+    let y = &mut y[..8 * out_o];
+    assert!(layer.table_bytes() <= MAX_TABLE_BYTES);
+    let m = absmax(x);
+    let Some(quant) = Quantizer::new(m, layer.quant_range()) else {
+        y.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+        return;
+    };
+    let padded = groups * GROUP;
+    // SAFETY: single-threaded, not re-entered; sizes checked against MAX_TABLE_BYTES above.
+    let codes = unsafe { &mut (&mut *addr_of_mut!(CODES))[..8 * padded] };
+    quantize_parts(x, in_o, padded, quant, codes);
+    unsafe { build_table(codes, padded, groups) };
+
+    let stride = layer.stride;
+    // One straight-line row kernel per lookup count (no loop overhead, no padding beyond 4).
+    macro_rules! dispatch {
+        ($($n:literal),*) => {
+            match stride {
+                $($n => seq_macro::seq!(N in $n..=$n { rows::<Lookups~N>(layer, quant, y) }),)*
+                _ => rows::<LookupLoop>(layer, quant, y),
+            }
+        };
+    }
+    dispatch!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
+}
+
+/// The row loop, with `sum(table + half, offsets)` summing one half of the looked-up entries.
+#[inline(always)]
+fn rows<S: LookupSum>(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
+    let (out_o, stride) = (layer.out_o, layer.stride);
+    let table = table_base() as *const u8;
+    // SAFETY: 16 bytes into the table, which is far larger.
+    let table_hi = unsafe { table.add(16) };
+    for r in 0..out_o {
+        let mut out_lo = i32x4_splat(0);
+        let mut out_hi = i32x4_splat(0);
+        let row = &layer.offsets[r * 8 * stride..][..8 * stride];
+        macro_rules! part {
+            ($k:literal) => {{
+                let offsets = &row[$k * stride..][..stride];
+                // SAFETY: every offset was built by `pack` for this layer: inside its table.
+                let u_lo = unsafe { S::sum(table, offsets) };
+                let u_hi = unsafe { S::sum(table_hi, offsets) };
+                // Output lane i takes input lane i⊕k: halves swap when k ≥ 4, lanes within a
+                // half permute by k mod 4; then each lane gets its octonion sign.
+                let (src_lo, src_hi) = if $k < 4 { (u_lo, u_hi) } else { (u_hi, u_lo) };
+                let p_lo = permute::<{ $k % 4 }>(src_lo);
+                let p_hi = permute::<{ $k % 4 }>(src_hi);
+                out_lo = i32x4_add(out_lo, i32x4_mul(p_lo, signs_lo($k)));
+                out_hi = i32x4_add(out_hi, i32x4_mul(p_hi, signs_hi($k)));
+            }};
+        }
+        part!(0);
+        part!(1);
+        part!(2);
+        part!(3);
+        part!(4);
+        part!(5);
+        part!(6);
+        part!(7);
+        let factor = f32x4_splat(layer.beta[r] * quant.step);
+        let lo = f32x4_mul(f32x4_convert_i32x4(out_lo), factor);
+        let hi = f32x4_mul(f32x4_convert_i32x4(out_hi), factor);
+        y[r] = f32x4_extract_lane::<0>(lo);
+        y[out_o + r] = f32x4_extract_lane::<1>(lo);
+        y[2 * out_o + r] = f32x4_extract_lane::<2>(lo);
+        y[3 * out_o + r] = f32x4_extract_lane::<3>(lo);
+        y[4 * out_o + r] = f32x4_extract_lane::<0>(hi);
+        y[5 * out_o + r] = f32x4_extract_lane::<1>(hi);
+        y[6 * out_o + r] = f32x4_extract_lane::<2>(hi);
+        y[7 * out_o + r] = f32x4_extract_lane::<3>(hi);
+    }
+}
+
+/// Straight-line sums of exactly `N` lookups (offsets relative to `half`, the table plus the
+/// half's byte offset). Per lookup: `local.get`, `i32.load offset=4j`, `v128.load offset=TABLE`,
+/// `i32x4.add`.
+macro_rules! lookup_sums {
+    ($($n:literal),*) => {
+        $(
+            seq_macro::seq!(N in $n..=$n {
+                struct Lookups~N;
+                impl LookupSum for Lookups~N {
+                #[inline(always)]
+                unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128 {
+                    debug_assert_eq!(offsets.len(), N);
+                    let p = offsets.as_ptr();
+                    let e = |j: usize| unsafe { v128_load(half.add(*p.add(j) as usize).cast()) };
+                    let mut acc = e(0);
+                    seq_macro::seq!(J in 1..N {
+                        acc = i32x4_add(acc, e(J));
+                    });
+                    acc
+                }
+                }
+            });
+        )*
+    };
+}
+lookup_sums!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
+
+/// Sums the table entries at `offsets`, relative to `half` (the table plus the half's 16 bytes).
+trait LookupSum {
+    /// # Safety
+    /// Every `half + offset` must be 16 readable bytes.
+    unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128;
+}
+
+/// The loop for strides without a straight-line version (a multiple of [`LOOKUP_BLOCK`]).
+struct LookupLoop;
+impl LookupSum for LookupLoop {
+    #[inline(always)]
+    unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128 {
+        let mut acc = i32x4_splat(0);
+        let mut p = offsets.as_ptr();
+        let end = unsafe { p.add(offsets.len()) };
+        while p != end {
+            unsafe {
+                let e = |j: usize| v128_load(half.add(*p.add(j) as usize).cast());
+                acc = i32x4_add(acc, i32x4_add(i32x4_add(e(0), e(1)), i32x4_add(e(2), e(3))));
+                p = p.add(LOOKUP_BLOCK);
+            }
+        }
+        acc
+    }
+}
+
+/// Lane `i` ← lane `i ⊕ K` (K < 4) of an i32x4.
+#[inline(always)]
+fn permute<const K: usize>(v: v128) -> v128 {
+    match K {
+        0 => v,
+        1 => i32x4_shuffle::<1, 0, 3, 2>(v, v),
+        2 => i32x4_shuffle::<2, 3, 0, 1>(v, v),
+        _ => i32x4_shuffle::<3, 2, 1, 0>(v, v),
+    }
+}
+
+#[inline(always)]
+fn sign(i: usize, k: usize) -> i32 {
+    if SIGN[i][i ^ k] > 0.0 { 1 } else { -1 }
+}
+#[inline(always)]
+fn signs_lo(k: usize) -> v128 {
+    i32x4(sign(0, k), sign(1, k), sign(2, k), sign(3, k))
+}
+#[inline(always)]
+fn signs_hi(k: usize) -> v128 {
+    i32x4(sign(4, k), sign(5, k), sign(6, k), sign(7, k))
+}
+
+/// Codes of `x` (`[8][in_o]`) into `codes` (`[8][padded]`, zero beyond `in_o`).
+fn quantize_parts(x: &[f32], in_o: usize, padded: usize, quant: Quantizer, codes: &mut [i32]) {
+    let inv = f32x4_splat(quant.inv);
+    for (part, dst) in x.chunks_exact(in_o).zip(codes.chunks_exact_mut(padded)) {
+        let mut chunks = part.chunks_exact(4);
+        let mut c = 0;
+        for chunk in &mut chunks {
+            // SAFETY: 4 f32 in, 4 i32 out, within `dst` since padded ≥ in_o.
+            unsafe {
+                let v = v128_load(chunk.as_ptr().cast());
+                let q = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inv)));
+                v128_store(dst.as_mut_ptr().add(c).cast(), q);
+            }
+            c += 4;
+        }
+        for (d, &v) in dst[c..].iter_mut().zip(chunks.remainder()) {
+            *d = quant.code(v);
+        }
+        c += chunks.remainder().len();
+        dst[c..].fill(0);
+    }
+}
+
+/// The 81-entry table of every group (layout of [`super::packed::build_table_twin`]).
+unsafe fn build_table(codes: &[i32], padded: usize, groups: usize) {
+    let table = table_base().cast::<v128>();
+    assert!(codes.len() >= 8 * padded && padded >= groups * GROUP);
+    let base = codes.as_ptr();
+    #[inline(always)]
+    unsafe fn column(base: *const i32, padded: usize, c: usize) -> [v128; 2] {
+        // SAFETY: c < padded and 8 parts of `padded` codes (asserted by the caller).
+        let at = |p: usize| unsafe { *base.add(p * padded + c) };
+        [i32x4(at(0), at(1), at(2), at(3)), i32x4(at(4), at(5), at(6), at(7))]
+    }
+    for g in 0..groups {
+        let c = g * GROUP;
+        let x = unsafe {
+            [
+                column(base, padded, c),
+                column(base, padded, c + 1),
+                column(base, padded, c + 2),
+                column(base, padded, c + 3),
+            ]
+        };
+        // SAFETY: groups · GROUP_BYTES ≤ MAX_TABLE_BYTES (checked by the caller).
+        unsafe { build_group(table.add(g * GROUP_BYTES / 16), &x) };
+    }
+}
+
+/// One group's table, straight-line: each entry is one add or subtract per half on a value
+/// still in a local, and one store (`e + f ← e + x_j`, `e + 2f ← e − x_j`, f = 3^j).
+#[inline(always)]
+unsafe fn build_group(t: *mut v128, x: &[[v128; 2]; 4]) {
+    let zero = i32x4_splat(0);
+    let mut e = [[zero; 2]; 81];
+    macro_rules! level {
+        ($j:literal, $f:literal) => {
+            seq_macro::seq!(E in 0..$f {
+                e[E + $f] = [i32x4_add(e[E][0], x[$j][0]), i32x4_add(e[E][1], x[$j][1])];
+                e[E + 2 * $f] = [i32x4_sub(e[E][0], x[$j][0]), i32x4_sub(e[E][1], x[$j][1])];
+            });
+        };
+    }
+    level!(0, 1);
+    level!(1, 3);
+    level!(2, 9);
+    level!(3, 27);
+    seq_macro::seq!(E in 0..81 {
+        // SAFETY: the group's table has 81 entries of 2 vectors.
+        unsafe {
+            v128_store(t.add(2 * E), e[E][0]);
+            v128_store(t.add(2 * E + 1), e[E][1]);
+        }
+    });
+}
+
+/// Hidden-state codes for the logits (`[cols / 8]` vectors of 8 × i16).
+static mut HIDDEN: [v128; 1024] = [unsafe { core::mem::zeroed() }; 1024];
+
+/// `logits[r] = scale · Σ_c data[r][c] · h[c]`; same results as [`super::packed::int8_logits_twin`].
+pub fn int8_logits(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut [f32]) {
+    if cols % 8 != 0 || cols > 8 * 1024 {
+        return super::packed::int8_logits_twin(data, cols, scale, h, logits);
+    }
+    let m = absmax(&h[..cols]);
+    let Some(quant) = Quantizer::new(m, logits_quant_range(cols)) else {
+        logits.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+        return;
+    };
+    // SAFETY: single-threaded, not re-entered; cols / 8 ≤ 1024 checked above.
+    let hidden = unsafe { &mut (&mut *addr_of_mut!(HIDDEN))[..cols / 8] };
+    let inv = f32x4_splat(quant.inv);
+    for (dst, chunk) in hidden.iter_mut().zip(h.chunks_exact(8)) {
+        unsafe {
+            let a = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(chunk.as_ptr().cast()), inv)));
+            let b = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(chunk.as_ptr().add(4).cast()), inv)));
+            *dst = i16x8_narrow_i32x4(a, b);
+        }
+    }
+    let factor = scale * quant.step;
+    let rows = logits.len().min(data.len() / cols);
+    match cols {
+        256 => logits_256(data, hidden, factor, &mut logits[..rows]),
+        384 => logits_384(data, hidden, factor, &mut logits[..rows]),
+        512 => logits_512(data, hidden, factor, &mut logits[..rows]),
+        768 => logits_768(data, hidden, factor, &mut logits[..rows]),
+        _ => logits_any(data, cols, hidden, factor, &mut logits[..rows]),
+    }
+}
+
+/// One row's dot product: per 8 weights `i16x8.load8x8_s` + `i32x4.dot_i16x8_s` + `i32x4.add`.
+#[inline(always)]
+unsafe fn row_dot(row: *const i8, hidden: &[v128]) -> v128 {
+    let mut acc = i32x4_splat(0);
+    for (m, &hv) in hidden.iter().enumerate() {
+        acc = i32x4_add(acc, i32x4_dot_i16x8(unsafe { i16x8_load_extend_i8x8(row.add(8 * m)) }, hv));
+    }
+    acc
+}
+
+/// Sums of 4 accumulators into one vector (lane r = Σ lanes of `a_r`).
+#[inline(always)]
+fn reduce4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+    let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
+}
+
+fn finish_rows(sums: v128, factor: f32, out: &mut [f32]) {
+    let v = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(factor));
+    // SAFETY: out has exactly 4 elements.
+    unsafe { v128_store(out.as_mut_ptr().cast(), v) };
+}
+
+/// Rows of a width known at compile time (`8·$n` columns): the hidden state stays in wasm locals
+/// across all rows and the row loop is straight-line code with constant load offsets. Per 8
+/// weights: `local.get` (row), `i16x8.load8x8_s offset=…`, `local.get` (hidden), `dot`, `add`.
+macro_rules! logits_fixed {
+    ($name:ident, $n:literal) => {
+        fn $name(data: &[i8], hidden: &[v128], factor: f32, logits: &mut [f32]) {
+            const COLS: usize = 8 * $n;
+            let hv: [v128; $n] = core::array::from_fn(|m| hidden[m]);
+            #[inline(always)]
+            fn dot(row: *const i8, hv: &[v128; $n]) -> v128 {
+                let mut acc = i32x4_splat(0);
+                seq_macro::seq!(M in 0..$n {
+                    // SAFETY: the row has COLS bytes.
+                    acc = i32x4_add(acc, i32x4_dot_i16x8(unsafe { i16x8_load_extend_i8x8(row.add(8 * M)) }, hv[M]));
+                });
+                acc
+            }
+            let mut blocks = logits.chunks_exact_mut(4);
+            let mut r = 0;
+            for out in &mut blocks {
+                let base = data[r * COLS..(r + 4) * COLS].as_ptr();
+                // SAFETY: 4 rows of COLS bytes, checked by the slice above.
+                let sums = unsafe { reduce4(dot(base, &hv), dot(base.add(COLS), &hv), dot(base.add(2 * COLS), &hv), dot(base.add(3 * COLS), &hv)) };
+                finish_rows(sums, factor, out);
+                r += 4;
+            }
+            for out in blocks.into_remainder() {
+                let acc = dot(data[r * COLS..(r + 1) * COLS].as_ptr(), &hv);
+                *out = horizontal_sum(acc) as f32 * factor;
+                r += 1;
+            }
+        }
+    };
+}
+logits_fixed!(logits_256, 32);
+logits_fixed!(logits_384, 48);
+logits_fixed!(logits_512, 64);
+logits_fixed!(logits_768, 96);
+
+fn logits_any(data: &[i8], cols: usize, hidden: &[v128], factor: f32, logits: &mut [f32]) {
+    for (r, out) in logits.iter_mut().enumerate() {
+        // SAFETY: row r has `cols` bytes.
+        let acc = unsafe { row_dot(data[r * cols..(r + 1) * cols].as_ptr(), hidden) };
+        *out = horizontal_sum(acc) as f32 * factor;
+    }
+}
+
+fn horizontal_sum(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        .wrapping_add(i32x4_extract_lane::<1>(v))
+        .wrapping_add(i32x4_extract_lane::<2>(v))
+        .wrapping_add(i32x4_extract_lane::<3>(v))
+}
