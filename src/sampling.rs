@@ -93,7 +93,10 @@ impl Sampler {
 
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32, SamplingError> {
         if self.params.temperature == 0.0 {
-            return argmax(logits).filter(|&i| logits[i] > f32::NEG_INFINITY).map(|i| i as u32).ok_or(SamplingError::NoFiniteLogits);
+            return crate::model::packed::argmax(logits)
+                .filter(|&i| logits[i] > f32::NEG_INFINITY)
+                .map(|i| i as u32)
+                .ok_or(SamplingError::NoFiniteLogits);
         }
         let t = self.params.temperature;
         // (index, scaled logit) of candidates, most likely first.

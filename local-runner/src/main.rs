@@ -5,17 +5,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use candid::{CandidType, Decode, Encode};
+use anyhow::{Context, Result};
+use candid::Encode;
 use clap::Parser;
-use ic_host::host::{Host, HostConfig, Response, default_controller};
+use ic_host::host::{Host, HostConfig};
+use local_runner::{Call, Local, tokenizer_json};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use walsh_canister::api::*;
-
-/// Upload chunk size: the canister's maximum, under the IC's 2 MiB ingress limit.
-const CHUNK: usize = 1_900_000;
 
 #[derive(Parser)]
 #[command(name = "walsh-local", about = "Run the Walsh canister on the embedded IC host")]
@@ -43,12 +39,6 @@ struct Cli {
 }
 
 #[derive(Serialize)]
-struct Call {
-    method: String,
-    instructions: u64,
-}
-
-#[derive(Serialize)]
 struct Report {
     ids: Vec<u32>,
     text: String,
@@ -56,44 +46,11 @@ struct Report {
     decode_instructions_per_token: u64,
 }
 
-struct Local {
-    host: Host,
-    calls: Vec<Call>,
-}
-
-impl Local {
-    fn call<T: DeserializeOwned + CandidType>(&mut self, method: &str, arg: Vec<u8>, update: bool) -> Result<T> {
-        let me = default_controller();
-        let out = if update { self.host.update(method, &arg, me)? } else { self.host.query(method, &arg, me)? };
-        self.calls.push(Call { method: method.to_string(), instructions: out.instructions });
-        match out.response {
-            Response::Reply(bytes) => Ok(Decode!(&bytes, T)?),
-            Response::Reject { message, .. } => bail!("{method} failed: {message}"),
-        }
-    }
-
-    fn upload(&mut self, kind: BlobKind, bytes: &[u8]) -> Result<ModelInfo> {
-        let api = |r: Result<UploadStatus, Error>| r.map_err(|e| anyhow::anyhow!("{e:?}"));
-        api(self.call("upload_start", Encode!(&kind)?, true)?)?;
-        for (i, piece) in bytes.chunks(CHUNK).enumerate() {
-            let offset = (i * CHUNK) as u64;
-            api(self.call("upload_chunk", Encode!(&kind, &offset, &serde_bytes::ByteBuf::from(piece.to_vec()))?, true)?)?;
-        }
-        let sha = serde_bytes::ByteBuf::from(Sha256::digest(bytes).to_vec());
-        let finished: Result<ModelInfo, Error> = self.call("upload_finish", Encode!(&kind, &(bytes.len() as u64), &sha)?, true)?;
-        finished.map_err(|e| anyhow::anyhow!("upload_finish: {e:?}"))
-    }
-}
-
 fn run(cli: Cli) -> Result<()> {
     let wasm = std::fs::read(&cli.wasm).with_context(|| format!("cannot read {} (build it with scripts/build_canister.sh)", cli.wasm.display()))?;
     let model = std::fs::read(&cli.model).with_context(|| format!("cannot read {}", cli.model.display()))?;
     let tokenizer = std::fs::read(&cli.tokenizer).with_context(|| format!("cannot read {}", cli.tokenizer.display()))?;
-    let tokenizer = if tokenizer.first() == Some(&0x80) || cli.tokenizer.extension().is_some_and(|e| e == "pkl") {
-        host_compressor::meta_pkl::read_char_vocab(&tokenizer)?.to_tokenizer_json().into_bytes()
-    } else {
-        tokenizer
-    };
+    let tokenizer = tokenizer_json(&cli.tokenizer, tokenizer)?;
     let (host, install) = Host::install(&wasm, &Encode!(&None::<Settings>)?, HostConfig::default())?;
     let mut local = Local { host, calls: vec![Call { method: "install".into(), instructions: install.instructions }] };
     local.upload(BlobKind::Model, &model)?;

@@ -159,10 +159,10 @@ impl Model {
         for (t, x) in act.hidden.chunks_exact_mut(d).enumerate() {
             let last = act.start + t;
             let qt = &q[t * d..(t + 1) * d];
-            kernels::attend(qt, &cache.keys[l], &cache.values[l], last, hd, &mut scores, &mut attended);
+            packed::attend(qt, &cache.keys[l], &cache.values[l], last, hd, &mut scores, &mut attended);
             let heads_out = match &layer.mixer {
                 Some(mixer) => {
-                    kernels::head_mix(mixer, &attended, &mut mixed);
+                    packed::head_mix(mixer, &attended, &mut mixed);
                     &mixed
                 }
                 None => &attended,
@@ -173,7 +173,7 @@ impl Model {
             kernels::rms_norm(x, &layer.ffn_norm, &mut normed);
             packed::ternary_linear(&layer.gate, &normed, &mut gate);
             packed::ternary_linear(&layer.up, &normed, &mut up);
-            kernels::swiglu(&mut gate, &up);
+            packed::swiglu(&mut gate, &up);
             packed::ternary_linear(&layer.down, &gate, &mut projected);
             x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
         }

@@ -19,7 +19,7 @@ pub use forward::{Activations, InferenceError, KvCache};
 
 use crate::config::{ConfigError, ModelConfig};
 use crate::format::{FormatError, HalfKind, Payload, Record, WalshFile};
-pub use packed::TernaryLinear;
+pub use packed::{PackedMixer, TernaryLinear};
 
 /// Why a file cannot be turned into a model.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -136,7 +136,7 @@ pub struct Layer {
     pub wk: TernaryLinear,
     pub wv: TernaryLinear,
     pub wo: TernaryLinear,
-    pub mixer: Option<HeadMixer>,
+    pub mixer: Option<PackedMixer>,
     pub ffn_norm: Vec<f32>,
     pub gate: TernaryLinear,
     pub up: TernaryLinear,
@@ -296,11 +296,11 @@ impl Model {
             let wv = records.linear(&format!("{attn}.wv"), d, d)?;
             let wo = records.linear(&format!("{attn}.wo"), d, d)?;
             let mixer = if config.head_mixing {
-                Some(HeadMixer {
+                Some(PackedMixer::pack(&HeadMixer {
                     head_dim: hd,
                     weights: records.half(&format!("{attn}.head_mixer.W"), HalfKind::MixerWeight, &[8, hd, hd])?,
                     beta: records.half(&format!("{attn}.head_mixer.beta"), HalfKind::MixerBeta, &[hd])?,
-                })
+                }))
             } else {
                 None
             };
@@ -343,7 +343,7 @@ impl Model {
         for layer in &self.layers {
             total += layer.linears().into_iter().map(TernaryLinear::heap_bytes).sum::<usize>();
             total += 4 * (layer.attention_norm.len() + layer.ffn_norm.len());
-            total += layer.mixer.as_ref().map_or(0, |m| 4 * (m.weights.len() + m.beta.len()));
+            total += layer.mixer.as_ref().map_or(0, PackedMixer::heap_bytes);
         }
         total
     }

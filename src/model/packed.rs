@@ -250,6 +250,245 @@ pub fn int8_logits_twin(data: &[i8], cols: usize, scale: f32, h: &[f32], logits:
     }
 }
 
+// ---- head mixer -------------------------------------------------------------------------------
+
+/// Weight codes of the head mixer, 15-bit activations times 14-bit weights: 4 products (two
+/// `i32x4.dot_i16x8_s`) stay inside one i32 lane before the sum moves to f32.
+pub const MIXER_WEIGHT_RANGE: i32 = 16383;
+pub const MIXER_INPUT_RANGE: i32 = 32767;
+
+/// The head mixer repacked for i16 dot products: per weight part `k` and output `o`, the row
+/// `W[k][·][o]` (over inputs) as i16 codes with its own scale.
+#[derive(Debug, Clone)]
+pub struct PackedMixer {
+    pub head_dim: usize,
+    /// `[8 k][head_dim o][head_dim in]` codes.
+    pub codes: Vec<i16>,
+    /// `[head_dim o][8 k]` scales: `W[k][in][o] ≈ codes[k][o][in] · scales[o][k]`.
+    pub scales: Vec<f32>,
+    pub beta: Vec<f32>,
+}
+
+impl PackedMixer {
+    pub fn pack(mixer: &super::HeadMixer) -> PackedMixer {
+        let hd = mixer.head_dim;
+        let mut codes = vec![0i16; 8 * hd * hd];
+        let mut scales = vec![0f32; hd * 8];
+        for k in 0..8 {
+            let w = &mixer.weights[k * hd * hd..][..hd * hd];
+            for o in 0..hd {
+                let m = (0..hd).map(|i| w[i * hd + o].abs()).fold(0.0f32, f32::max);
+                let scale = if m > 0.0 { m / MIXER_WEIGHT_RANGE as f32 } else { 1.0 };
+                scales[o * 8 + k] = scale;
+                for i in 0..hd {
+                    codes[(k * hd + o) * hd + i] = (w[i * hd + o] / scale).round_ties_even() as i16;
+                }
+            }
+        }
+        PackedMixer { head_dim: hd, codes, scales, beta: mixer.beta.clone() }
+    }
+
+    /// The f32 weights the codes stand for (for the reference kernel).
+    pub fn to_reference(&self) -> super::HeadMixer {
+        let hd = self.head_dim;
+        let mut weights = vec![0f32; 8 * hd * hd];
+        for k in 0..8 {
+            for o in 0..hd {
+                for i in 0..hd {
+                    weights[k * hd * hd + i * hd + o] =
+                        f32::from(self.codes[(k * hd + o) * hd + i]) * self.scales[o * 8 + k];
+                }
+            }
+        }
+        super::HeadMixer { head_dim: hd, weights, beta: self.beta.clone() }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        2 * self.codes.len() + 4 * (self.scales.len() + self.beta.len())
+    }
+}
+
+/// Twin of the SIMD mixer: `z` and `out` are all heads of one position (`n_head · head_dim`,
+/// `head_dim` a multiple of 16).
+///
+/// Per group of 8 heads, `z` is quantized to i16. For output head `i`, column `o` and input head
+/// `j` (weight part `k = i ⊕ j`), the inputs go in pairs of 16 (two SIMD dot products): lane `l`
+/// of a pair's exact i32 sum holds inputs `n` with `(n mod 8) / 2 = l`. The pairs' sums are added
+/// in f32 in order, scaled by the row's scale, added to (or, for a negative octonion sign,
+/// subtracted from) the f32 accumulator; the lanes end as `(a0 + a2) + (a1 + a3)`.
+pub fn head_mix_twin(mixer: &PackedMixer, z: &[f32], out: &mut [f32]) {
+    let hd = mixer.head_dim;
+    let mut codes = vec![0i16; 8 * hd];
+    for (group_in, group_out) in z.chunks_exact(8 * hd).zip(out.chunks_exact_mut(8 * hd)) {
+        let m = absmax(group_in);
+        let Some(quant) = Quantizer::new(m, MIXER_INPUT_RANGE) else {
+            degenerate_output(m, group_out);
+            continue;
+        };
+        for (c, &v) in codes.iter_mut().zip(group_in) {
+            *c = quant.code(v) as i16;
+        }
+        for i in 0..8 {
+            for o in 0..hd {
+                let mut acc = [0f32; 4];
+                for j in 0..8 {
+                    let k = i ^ j;
+                    let row = &mixer.codes[(k * hd + o) * hd..][..hd];
+                    let zj = &codes[j * hd..][..hd];
+                    let mut t = [0f32; 4];
+                    for (pair, (w16, z16)) in row.chunks(16).zip(zj.chunks(16)).enumerate() {
+                        let mut lanes = [0i32; 4];
+                        for (n, (&w, &c)) in w16.iter().zip(z16).enumerate() {
+                            lanes[(n % 8) / 2] += i32::from(w) * i32::from(c);
+                        }
+                        for l in 0..4 {
+                            t[l] = if pair == 0 { lanes[l] as f32 } else { t[l] + lanes[l] as f32 };
+                        }
+                    }
+                    let sc = mixer.scales[o * 8 + k];
+                    for l in 0..4 {
+                        let u = t[l] * sc;
+                        acc[l] = if SIGN[i][j] > 0.0 { acc[l] + u } else { acc[l] - u };
+                    }
+                }
+                let sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+                group_out[i * hd + o] = sum * (mixer.beta[o] * quant.step);
+            }
+        }
+    }
+}
+
+/// The head mixer with the fastest kernel of this build.
+pub fn head_mix(mixer: &PackedMixer, z: &[f32], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if mixer.head_dim == 64 {
+        return super::simd::head_mix_64(mixer, z, out);
+    }
+    head_mix_twin(mixer, z, out)
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+
+/// Twin of the SIMD attention (`head_dim` a multiple of 4), f32 throughout. The order of the f32
+/// operations is the SIMD kernel's: a score is four lane sums `Σ q[4c+l]·k[4c+l]` (in c order),
+/// reduced as `(s0 + s2) + (s1 + s3)`, then scaled; softmax weights `e / Σe`; outputs accumulate
+/// `p · v` over positions in order.
+pub fn attend_twin(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    last: usize,
+    head_dim: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let width = q.len();
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scores = &mut scores[..=last];
+    for (h, out_head) in out.chunks_exact_mut(head_dim).enumerate() {
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        for (s, score) in scores.iter_mut().enumerate() {
+            let k = &keys[s * width + h * head_dim..][..head_dim];
+            let mut lanes = [0f32; 4];
+            for (qc, kc) in qh.chunks_exact(4).zip(k.chunks_exact(4)) {
+                for l in 0..4 {
+                    lanes[l] += qc[l] * kc[l];
+                }
+            }
+            *score = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) * scale;
+        }
+        softmax_twin(scores);
+        out_head.fill(0.0);
+        for (s, &p) in scores.iter().enumerate() {
+            let v = &values[s * width + h * head_dim..][..head_dim];
+            for (o, &x) in out_head.iter_mut().zip(v) {
+                *o += p * x;
+            }
+        }
+    }
+}
+
+/// `x ← exp(x − max) / Σ exp(x − max)`, in the SIMD kernel's order: [`exp_twin`], four lane
+/// sums (position `s` in lane `s mod 4`, the last `len mod 4` positions added to lanes 0.. after),
+/// reduced as `(s0 + s2) + (s1 + s3)`.
+pub fn softmax_twin(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| if m < v { v } else { m });
+    let mut lanes = [0f32; 4];
+    for (s, score) in scores.iter_mut().enumerate() {
+        *score = exp_twin(*score - max);
+        lanes[s % 4] += *score;
+    }
+    let inv = 1.0 / ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3]));
+    for score in scores.iter_mut() {
+        *score *= inv;
+    }
+}
+
+/// Causal attention of one position with the fastest kernel of this build.
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    last: usize,
+    head_dim: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if head_dim % 4 == 0 {
+        return super::simd::attend(q, keys, values, last, head_dim, scores, out);
+    }
+    attend_twin(q, keys, values, last, head_dim, scores, out)
+}
+
+// ---- SwiGLU ---------------------------------------------------------------------------------------
+
+/// `exp` for the SwiGLU gate, written as explicit f32 steps so the SIMD kernel can repeat them
+/// exactly: clamp to [-87, 88], `n = round(x·log2 e)`, `r = x − n·ln 2` (two parts), a degree-6
+/// Taylor polynomial on |r| ≤ ln2/2 (relative error ≤ 2e-7), times 2^n built in the exponent bits.
+pub fn exp_twin(x: f32) -> f32 {
+    // The comparisons of wasm's f32x4.pmax/pmin, so NaN clamps the same way in both kernels.
+    let x = if EXP_MIN < x { x } else { EXP_MIN };
+    let x = if x < EXP_MAX { x } else { EXP_MAX };
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = EXP_POLY[6];
+    for &c in EXP_POLY[..6].iter().rev() {
+        p = p * r + c;
+    }
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+pub const EXP_MIN: f32 = -87.0;
+pub const EXP_MAX: f32 = 88.0;
+pub const LN2_HI: f32 = 0.693_145_75;
+pub const LN2_LO: f32 = 1.428_606_8e-6;
+pub const EXP_POLY: [f32; 7] = [1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0];
+
+/// Twin of the SIMD SwiGLU: `g ← g / (1 + exp(−g)) · u`.
+pub fn swiglu_twin(g: &mut [f32], u: &[f32]) {
+    for (a, &b) in g.iter_mut().zip(u) {
+        *a = *a / (1.0 + exp_twin(-*a)) * b;
+    }
+}
+
+/// SwiGLU with the fastest kernel of this build.
+pub fn swiglu(g: &mut [f32], u: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::swiglu(g, u);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    swiglu_twin(g, u)
+}
+
+/// Index of the largest logit with the fastest kernel of this build (see
+/// [`crate::sampling::argmax`], its twin).
+pub fn argmax(logits: &[f32]) -> Option<usize> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::argmax(logits);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    crate::sampling::argmax(logits)
+}
+
 // ---- dispatch: the SIMD kernels on wasm32 with simd128, the twins elsewhere ------------------
 
 /// `y = layer(x)` with the fastest kernel of this build.
@@ -346,6 +585,44 @@ mod tests {
         assert!(y.iter().all(|v| v.is_nan()));
     }
 
+    #[test]
+    fn mixer_twin_matches_f32_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for (hd, heads) in [(64, 8), (16, 16), (32, 8), (6, 8), (20, 16)] {
+            let weights = random_f32(&mut rng, 8 * hd * hd, 0.2);
+            let beta = random_f32(&mut rng, hd, 1.0);
+            let z = random_f32(&mut rng, heads * hd, 2.0);
+            let mixer = crate::model::HeadMixer { head_dim: hd, weights, beta: beta.clone() };
+            let packed = PackedMixer::pack(&mixer);
+            // Weight rounding is at most half a code step of each row.
+            for k in 0..8 {
+                for o in 0..hd {
+                    let sc = packed.scales[o * 8 + k];
+                    for i in 0..hd {
+                        let w = mixer.weights[k * hd * hd + i * hd + o];
+                        assert!(
+                            (f32::from(packed.codes[(k * hd + o) * hd + i]) * sc - w).abs()
+                                <= sc * 0.51 + w.abs() * 1e-6
+                        );
+                    }
+                }
+            }
+            // Against the weights the codes stand for, so only activation rounding and f32 order remain.
+            let reference = packed.to_reference();
+            let mut expected = vec![0.0; heads * hd];
+            kernels::head_mix(&reference, &z, &mut expected);
+            let mut got = vec![0.0; heads * hd];
+            head_mix_twin(&packed, &z, &mut got);
+            let step = absmax(&z) / MIXER_INPUT_RANGE as f32;
+            for (n, (a, b)) in got.iter().zip(&expected).enumerate() {
+                let o = n % hd;
+                let wmax = (0..8).map(|k| packed.scales[o * 8 + k]).fold(0.0, f32::max) * MIXER_WEIGHT_RANGE as f32;
+                let bound = beta[o].abs() * (step / 2.0 * wmax * (8 * hd) as f32) + 1e-5 * b.abs() + 1e-6;
+                assert!((a - b).abs() <= bound, "hd {hd} [{n}]: {a} vs {b} (bound {bound})");
+            }
+        }
+    }
+
     /// The SIMD kernels against their twins, bit for bit (run by `scripts/test.sh` on
     /// wasm32-wasip1 with simd128 in wasmtime).
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -367,6 +644,50 @@ mod tests {
                 assert_eq!(fast, twin, "ternary in_o {in_o} out_o {out_o} scale {scale}");
             }
         }
+        for heads in [8, 16] {
+            let weights = random_f32(&mut rng, 8 * 64 * 64, 0.2);
+            let beta = random_f32(&mut rng, 64, 1.0);
+            let packed = PackedMixer::pack(&crate::model::HeadMixer { head_dim: 64, weights, beta });
+            for scale in [2.0, 0.0] {
+                let z = random_f32(&mut rng, heads * 64, scale);
+                let mut twin = vec![0.0; heads * 64];
+                head_mix_twin(&packed, &z, &mut twin);
+                let mut fast = vec![1.0; heads * 64];
+                simd::head_mix_64(&packed, &z, &mut fast);
+                assert_eq!(fast, twin, "mixer heads {heads} scale {scale}");
+            }
+        }
+        for (hd, heads, positions) in [(64, 8, 70), (8, 2, 1), (12, 4, 33)] {
+            let width = hd * heads;
+            let q = random_f32(&mut rng, width, 1.0);
+            let keys = random_f32(&mut rng, positions * width, 1.0);
+            let values = random_f32(&mut rng, positions * width, 1.0);
+            let (mut s1, mut s2) = (vec![0.0; positions], vec![0.0; positions]);
+            let (mut twin, mut fast) = (vec![0.0; width], vec![1.0; width]);
+            attend_twin(&q, &keys, &values, positions - 1, hd, &mut s1, &mut twin);
+            simd::attend(&q, &keys, &values, positions - 1, hd, &mut s2, &mut fast);
+            assert_eq!(fast, twin, "attention hd {hd}");
+        }
+        for n in [1368, 7, 4] {
+            let g = random_f32(&mut rng, n, 40.0);
+            let u = random_f32(&mut rng, n, 2.0);
+            let (mut twin, mut fast) = (g.clone(), g.clone());
+            swiglu_twin(&mut twin, &u);
+            simd::swiglu(&mut fast, &u);
+            assert_eq!(fast, twin, "swiglu n {n}");
+        }
+        for n in [50257, 7, 1, 0] {
+            let mut v = random_f32(&mut rng, n, 5.0);
+            assert_eq!(simd::argmax(&v), crate::sampling::argmax(&v), "argmax n {n}");
+            if n > 5 {
+                let m = v.iter().cloned().fold(f32::MIN, f32::max);
+                v[n - 1] = m;
+                v[3] = f32::NAN;
+                assert_eq!(simd::argmax(&v), crate::sampling::argmax(&v), "argmax ties n {n}");
+                v.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                assert_eq!(simd::argmax(&v), crate::sampling::argmax(&v), "argmax -inf n {n}");
+            }
+        }
         for cols in [256, 384, 512, 768, 8, 1000] {
             for rows in [1, 4, 37] {
                 let data: Vec<i8> = (0..rows * cols).map(|_| ((rng.next_u32() % 255) as i32 - 127) as i8).collect();
@@ -377,6 +698,44 @@ mod tests {
                 simd::int8_logits(&data, cols, 0.02, &h, &mut fast);
                 assert_eq!(fast, twin, "logits cols {cols} rows {rows}");
             }
+        }
+    }
+
+    #[test]
+    fn attention_twin_matches_f32_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        for (hd, heads, positions) in [(64, 8, 70), (8, 2, 1), (12, 4, 33)] {
+            let width = hd * heads;
+            let q = random_f32(&mut rng, width, 1.0);
+            let keys = random_f32(&mut rng, positions * width, 1.0);
+            let values = random_f32(&mut rng, positions * width, 1.0);
+            let last = positions - 1;
+            let (mut s1, mut s2) = (vec![0.0; positions], vec![0.0; positions]);
+            let (mut expected, mut got) = (vec![0.0; width], vec![0.0; width]);
+            kernels::attend(&q, &keys, &values, last, hd, &mut s1, &mut expected);
+            attend_twin(&q, &keys, &values, last, hd, &mut s2, &mut got);
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "hd {hd}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn exp_twin_is_accurate_and_swiglu_matches_reference() {
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            let (a, b) = (exp_twin(x), x.clamp(EXP_MIN, EXP_MAX).exp());
+            assert!((a - b).abs() <= 4e-7 * b, "exp({x}) = {a}, expected {b}");
+            x += 0.0137;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let g = random_f32(&mut rng, 1368, 30.0);
+        let u = random_f32(&mut rng, 1368, 2.0);
+        let (mut expected, mut got) = (g.clone(), g.clone());
+        kernels::swiglu(&mut expected, &u);
+        swiglu_twin(&mut got, &u);
+        for (a, b) in got.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 

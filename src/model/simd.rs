@@ -382,3 +382,304 @@ fn horizontal_sum(v: v128) -> i32 {
         .wrapping_add(i32x4_extract_lane::<2>(v))
         .wrapping_add(i32x4_extract_lane::<3>(v))
 }
+
+/// The head mixer for 64-wide heads; same results as [`super::packed::head_mix_twin`]. The 512
+/// activation codes of a group stay in wasm locals; per output column the 8×8 (i, j) blocks are
+/// straight-line code: per 16 inputs two `dot_i16x8` on a row loaded at a constant offset, one
+/// i32 add, one convert and one f32 add.
+pub fn head_mix_64(mixer: &super::packed::PackedMixer, z: &[f32], out: &mut [f32]) {
+    use super::packed::MIXER_INPUT_RANGE;
+    const HD: usize = 64;
+    assert!(mixer.head_dim == HD && mixer.codes.len() == 8 * HD * HD && mixer.scales.len() == 8 * HD);
+    for (group_in, group_out) in z.chunks_exact(8 * HD).zip(out.chunks_exact_mut(8 * HD)) {
+        let m = absmax(group_in);
+        let Some(quant) = Quantizer::new(m, MIXER_INPUT_RANGE) else {
+            group_out.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+            continue;
+        };
+        let inv = f32x4_splat(quant.inv);
+        let zc: [v128; 64] = core::array::from_fn(|c| {
+            // SAFETY: group_in has 512 floats; c < 64.
+            unsafe {
+                let p = group_in.as_ptr().add(8 * c);
+                let a = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(p.cast()), inv)));
+                let b = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(p.add(4).cast()), inv)));
+                i16x8_narrow_i32x4(a, b)
+            }
+        });
+        for o in 0..HD {
+            // SAFETY: rows `(k·64 + o)·64 .. +64` of the asserted code array.
+            let row = unsafe { mixer.codes.as_ptr().add(o * HD) };
+            let scales = &mixer.scales[o * 8..o * 8 + 8];
+            let mut acc = [f32x4_splat(0.0); 8];
+            seq_macro::seq!(I in 0..8 {
+                let mut a = f32x4_splat(0.0);
+                seq_macro::seq!(J in 0..8 {
+                    // SAFETY: part (I ^ J) of row o: 64 codes.
+                    let w = unsafe { row.add((I ^ J) * HD * HD) };
+                    let pair = |p: usize| unsafe {
+                        f32x4_convert_i32x4(i32x4_add(
+                            i32x4_dot_i16x8(v128_load(w.add(16 * p).cast()), zc[J * 8 + 2 * p]),
+                            i32x4_dot_i16x8(v128_load(w.add(16 * p + 8).cast()), zc[J * 8 + 2 * p + 1]),
+                        ))
+                    };
+                    let t = f32x4_add(f32x4_add(f32x4_add(pair(0), pair(1)), pair(2)), pair(3));
+                    let u = f32x4_mul(t, f32x4_splat(scales[I ^ J]));
+                    a = if SIGN[I][J] > 0.0 { f32x4_add(a, u) } else { f32x4_sub(a, u) };
+                });
+                acc[I] = a;
+            });
+            let factor = f32x4_splat(mixer.beta[o] * quant.step);
+            for (half, quad) in acc.chunks_exact(4).enumerate() {
+                let v = f32x4_mul(reduce4_f32(quad[0], quad[1], quad[2], quad[3]), factor);
+                group_out[(4 * half) * HD + o] = f32x4_extract_lane::<0>(v);
+                group_out[(4 * half + 1) * HD + o] = f32x4_extract_lane::<1>(v);
+                group_out[(4 * half + 2) * HD + o] = f32x4_extract_lane::<2>(v);
+                group_out[(4 * half + 3) * HD + o] = f32x4_extract_lane::<3>(v);
+            }
+        }
+    }
+}
+
+/// Lane r = `(x0 + x2) + (x1 + x3)` of the r-th argument, in exactly that order.
+#[inline(always)]
+fn reduce4_f32(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    let ab = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b));
+    let cd = f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(c, d), i32x4_shuffle::<2, 3, 6, 7>(c, d));
+    f32x4_add(i32x4_shuffle::<0, 2, 4, 6>(ab, cd), i32x4_shuffle::<1, 3, 5, 7>(ab, cd))
+}
+
+/// Causal attention, f32; same results as [`super::packed::attend_twin`] (`head_dim` a multiple
+/// of 4). Per position and 4 dimensions: one key load, `f32x4.mul`, `f32x4.add` for the score;
+/// one value load, `f32x4.mul`, `f32x4.add` for the output.
+pub fn attend(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    last: usize,
+    head_dim: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    if head_dim == 64 {
+        return attend_64(q, keys, values, last, scores, out);
+    }
+    let width = q.len();
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scores = &mut scores[..=last];
+    let chunks = head_dim / 4;
+    assert!(head_dim % 4 == 0 && keys.len() >= (last + 1) * width && values.len() >= (last + 1) * width);
+    for (h, out_head) in out.chunks_exact_mut(head_dim).enumerate() {
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        for (s, score) in scores.iter_mut().enumerate() {
+            // SAFETY: position s of head h: head_dim floats inside `keys` (asserted above).
+            let k = unsafe { keys.as_ptr().add(s * width + h * head_dim) };
+            let mut acc = f32x4_splat(0.0);
+            for c in 0..chunks {
+                unsafe {
+                    let prod = f32x4_mul(v128_load(qh.as_ptr().add(4 * c).cast()), v128_load(k.add(4 * c).cast()));
+                    acc = f32x4_add(acc, prod);
+                }
+            }
+            let pairs = f32x4_add(acc, i32x4_shuffle::<2, 3, 0, 1>(acc, acc));
+            *score = (f32x4_extract_lane::<0>(pairs) + f32x4_extract_lane::<1>(pairs)) * scale;
+        }
+        softmax(scores);
+        out_head.fill(0.0);
+        let o = out_head.as_mut_ptr();
+        // Four output chunks at a time stay in locals across all positions.
+        let mut c = 0;
+        while c < chunks {
+            let block = (chunks - c).min(4);
+            let mut acc = [f32x4_splat(0.0); 4];
+            for (s, &p) in scores.iter().enumerate() {
+                let pv = f32x4_splat(p);
+                // SAFETY: position s of head h inside `values` (asserted above).
+                let v = unsafe { values.as_ptr().add(s * width + h * head_dim + 4 * c) };
+                for (b, a) in acc.iter_mut().enumerate().take(block) {
+                    *a = f32x4_add(*a, f32x4_mul(pv, unsafe { v128_load(v.add(4 * b).cast()) }));
+                }
+            }
+            for (b, a) in acc.iter().enumerate().take(block) {
+                // SAFETY: chunk c + b < chunks of this head's output.
+                unsafe { v128_store(o.add(4 * (c + b)).cast(), *a) };
+            }
+            c += block;
+        }
+    }
+}
+
+/// `g ← g / (1 + exp(−g)) · u`; same results as [`super::packed::swiglu_twin`].
+pub fn swiglu(g: &mut [f32], u: &[f32]) {
+    use super::packed::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp_twin};
+    let n = g.len().min(u.len());
+    let mut i = 0;
+    while i + 4 <= n {
+        // SAFETY: 4 floats at i in both slices.
+        unsafe {
+            let gp = g.as_mut_ptr().add(i);
+            let gv = v128_load(gp.cast());
+            let x = f32x4_neg(gv);
+            let x = f32x4_pmax(f32x4_splat(EXP_MIN), x);
+            let x = f32x4_pmin(f32x4_splat(EXP_MAX), x);
+            let nf = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
+            let r = f32x4_sub(f32x4_sub(x, f32x4_mul(nf, f32x4_splat(LN2_HI))), f32x4_mul(nf, f32x4_splat(LN2_LO)));
+            let mut p = f32x4_splat(EXP_POLY[6]);
+            seq_macro::seq!(C in 0..6 {
+                p = f32x4_add(f32x4_mul(p, r), f32x4_splat(EXP_POLY[5 - C]));
+            });
+            let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(nf), i32x4_splat(127)), 23);
+            let e = f32x4_mul(p, pow2);
+            let out = f32x4_mul(f32x4_div(gv, f32x4_add(f32x4_splat(1.0), e)), v128_load(u.as_ptr().add(i).cast()));
+            v128_store(gp.cast(), out);
+        }
+        i += 4;
+    }
+    for (a, &b) in g[i..n].iter_mut().zip(&u[i..n]) {
+        *a = *a / (1.0 + exp_twin(-*a)) * b;
+    }
+}
+
+/// Index of the largest logit, the first on ties, NaN never winning: the same answer as
+/// [`crate::sampling::argmax`], with four lanes compared at a time (`f32x4.gt` + two
+/// `v128.bitselect` per 4 logits instead of a scalar float compare costing 3 per logit).
+pub fn argmax(logits: &[f32]) -> Option<usize> {
+    let chunks = logits.len() / 4;
+    let mut best = f32x4_splat(f32::NEG_INFINITY);
+    let mut best_index = i32x4_splat(-1);
+    let mut index = i32x4(0, 1, 2, 3);
+    let four = i32x4_splat(4);
+    for c in 0..chunks {
+        // SAFETY: chunk c of the slice.
+        let v = unsafe { v128_load(logits.as_ptr().add(4 * c).cast()) };
+        // Strictly greater: NaN is never greater, ties keep the earlier index.
+        let better = f32x4_gt(v, best);
+        best = v128_bitselect(v, best, better);
+        best_index = v128_bitselect(index, best_index, better);
+        index = i32x4_add(index, four);
+    }
+    let mut result: Option<(usize, f32)> = None;
+    let lanes = [
+        (i32x4_extract_lane::<0>(best_index), f32x4_extract_lane::<0>(best)),
+        (i32x4_extract_lane::<1>(best_index), f32x4_extract_lane::<1>(best)),
+        (i32x4_extract_lane::<2>(best_index), f32x4_extract_lane::<2>(best)),
+        (i32x4_extract_lane::<3>(best_index), f32x4_extract_lane::<3>(best)),
+    ];
+    let tail = (4 * chunks..logits.len()).map(|i| (i as i32, logits[i]));
+    for (i, v) in lanes.into_iter().chain(tail) {
+        if i < 0 || v.is_nan() {
+            continue;
+        }
+        let i = i as usize;
+        if result.is_none_or(|(bi, bv)| v > bv || (v == bv && i < bi)) {
+            result = Some((i, v));
+        }
+    }
+    // Nothing above -inf: the scalar version answers the first entry that is not NaN.
+    match result {
+        Some((i, v)) if v > f32::NEG_INFINITY => Some(i),
+        _ => logits.iter().position(|v| !v.is_nan()),
+    }
+}
+
+/// [`attend`] for 64-wide heads: the query's 16 vectors and the output's 16 accumulators stay in
+/// wasm locals across all positions.
+fn attend_64(q: &[f32], keys: &[f32], values: &[f32], last: usize, scores: &mut [f32], out: &mut [f32]) {
+    const HD: usize = 64;
+    let width = q.len();
+    let scale = 1.0 / (HD as f32).sqrt();
+    let scores = &mut scores[..=last];
+    assert!(width % HD == 0 && keys.len() >= (last + 1) * width && values.len() >= (last + 1) * width);
+    for (h, out_head) in out.chunks_exact_mut(HD).enumerate() {
+        // SAFETY: head h of q: 64 floats.
+        let qv: [v128; 16] = core::array::from_fn(|c| unsafe { v128_load(q.as_ptr().add(h * HD + 4 * c).cast()) });
+        let mut k = unsafe { keys.as_ptr().add(h * HD) };
+        for score in scores.iter_mut() {
+            let mut acc = f32x4_splat(0.0);
+            seq_macro::seq!(C in 0..16 {
+                // SAFETY: this position's 64 key floats (asserted above).
+                acc = f32x4_add(acc, f32x4_mul(qv[C], unsafe { v128_load(k.add(4 * C).cast()) }));
+            });
+            let pairs = f32x4_add(acc, i32x4_shuffle::<2, 3, 0, 1>(acc, acc));
+            *score = (f32x4_extract_lane::<0>(pairs) + f32x4_extract_lane::<1>(pairs)) * scale;
+            k = k.wrapping_add(width);
+        }
+        softmax(scores);
+        let mut acc = [f32x4_splat(0.0); 16];
+        let mut v = unsafe { values.as_ptr().add(h * HD) };
+        for &p in scores.iter() {
+            let pv = f32x4_splat(p);
+            seq_macro::seq!(C in 0..16 {
+                // SAFETY: this position's 64 value floats (asserted above).
+                acc[C] = f32x4_add(acc[C], f32x4_mul(pv, unsafe { v128_load(v.add(4 * C).cast()) }));
+            });
+            v = v.wrapping_add(width);
+        }
+        for (c, a) in acc.iter().enumerate() {
+            // SAFETY: 16 chunks of this head's 64 outputs.
+            unsafe { v128_store(out_head.as_mut_ptr().add(4 * c).cast(), *a) };
+        }
+    }
+}
+
+/// Softmax in place; same results as [`super::packed::softmax_twin`].
+fn softmax(scores: &mut [f32]) {
+    use super::packed::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp_twin};
+    let n = scores.len();
+    let full = n / 4 * 4;
+    let mut m = f32x4_splat(f32::NEG_INFINITY);
+    for c in (0..full).step_by(4) {
+        // SAFETY: 4 scores at c < full ≤ n.
+        m = f32x4_pmax(m, unsafe { v128_load(scores.as_ptr().add(c).cast()) });
+    }
+    let mut max = f32::NEG_INFINITY;
+    for v in
+        [f32x4_extract_lane::<0>(m), f32x4_extract_lane::<1>(m), f32x4_extract_lane::<2>(m), f32x4_extract_lane::<3>(m)]
+            .into_iter()
+            .chain(scores[full..].iter().copied())
+    {
+        if max < v {
+            max = v;
+        }
+    }
+    let mx = f32x4_splat(max);
+    let mut sums = f32x4_splat(0.0);
+    for c in (0..full).step_by(4) {
+        unsafe {
+            let p = scores.as_mut_ptr().add(c);
+            let x = f32x4_sub(v128_load(p.cast()), mx);
+            let x = f32x4_pmax(f32x4_splat(EXP_MIN), x);
+            let x = f32x4_pmin(f32x4_splat(EXP_MAX), x);
+            let nf = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
+            let r = f32x4_sub(f32x4_sub(x, f32x4_mul(nf, f32x4_splat(LN2_HI))), f32x4_mul(nf, f32x4_splat(LN2_LO)));
+            let mut poly = f32x4_splat(EXP_POLY[6]);
+            seq_macro::seq!(C in 0..6 {
+                poly = f32x4_add(f32x4_mul(poly, r), f32x4_splat(EXP_POLY[5 - C]));
+            });
+            let e = f32x4_mul(poly, i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(nf), i32x4_splat(127)), 23));
+            v128_store(p.cast(), e);
+            sums = f32x4_add(sums, e);
+        }
+    }
+    let mut lanes = [
+        f32x4_extract_lane::<0>(sums),
+        f32x4_extract_lane::<1>(sums),
+        f32x4_extract_lane::<2>(sums),
+        f32x4_extract_lane::<3>(sums),
+    ];
+    for (i, score) in scores[full..].iter_mut().enumerate() {
+        *score = exp_twin(*score - max);
+        lanes[(full + i) % 4] += *score;
+    }
+    let inv = 1.0 / ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3]));
+    let iv = f32x4_splat(inv);
+    for c in (0..full).step_by(4) {
+        unsafe {
+            let p = scores.as_mut_ptr().add(c);
+            v128_store(p.cast(), f32x4_mul(v128_load(p.cast()), iv));
+        }
+    }
+    for score in scores[full..].iter_mut() {
+        *score *= inv;
+    }
+}
