@@ -26,9 +26,15 @@ if command -v wasm-opt > /dev/null; then
 else
     echo "note: wasm-opt not found (apt-get install binaryen); skipping -O3"
 fi
-if command -v ic-wasm > /dev/null; then
-    ic-wasm "$out" -o "$out" shrink
-    ic-wasm "$out" -o "$out" metadata candid:service -f canister/walsh.did -v public
+# The npm package ships the binary without putting it on PATH.
+ic_wasm=$(command -v ic-wasm || true)
+if [[ -z "$ic_wasm" ]] && command -v npm > /dev/null; then
+    candidate="$(npm root -g 2> /dev/null)/@icp-sdk/ic-wasm-linux-x64/bin/ic-wasm"
+    [[ -x "$candidate" ]] && ic_wasm="$candidate"
+fi
+if [[ -n "$ic_wasm" ]]; then
+    "$ic_wasm" "$out" -o "$out" shrink
+    "$ic_wasm" "$out" -o "$out" metadata candid:service -f canister/walsh.did -v public
 else
     echo "note: ic-wasm not found (npm install -g @icp-sdk/ic-wasm-linux-x64); the module carries no candid:service metadata"
 fi

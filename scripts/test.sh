@@ -25,8 +25,15 @@ echo "== engine for wasm32-unknown-unknown"
 cargo build -p walsh-engine --target wasm32-unknown-unknown --release
 
 echo "== canister"
-bash scripts/build_canister.sh --no-post-process
-export WALSH_CANISTER_WASM="$PWD/target/wasm32-unknown-unknown/canister/walsh_canister.wasm"
+# With wasm-opt and ic-wasm installed (CI installs them) the tests run the deployable module
+# (optimized, candid:service metadata); without them, the raw build.
+bash scripts/build_canister.sh
+if [[ -f target/canister/walsh_canister.wasm ]]; then
+    export WALSH_CANISTER_WASM="$PWD/target/canister/walsh_canister.wasm"
+else
+    export WALSH_CANISTER_WASM="$PWD/target/wasm32-unknown-unknown/canister/walsh_canister.wasm"
+fi
+echo "testing $WALSH_CANISTER_WASM"
 
 echo "== tests"
 cargo test --workspace

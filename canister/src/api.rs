@@ -128,6 +128,8 @@ pub struct SessionView {
     pub ids: Vec<u32>,
     pub text: String,
     pub stop: Option<StopReason>,
+    /// Heap held by the session's key/value cache (f32, grows with the context).
+    pub heap_bytes: u64,
 }
 
 #[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
@@ -158,6 +160,8 @@ pub struct Stats {
     pub heap_bytes: u64,
     pub stable_bytes: u64,
     pub model_heap_bytes: u64,
+    /// Heap held by all sessions' key/value caches.
+    pub session_heap_bytes: u64,
     /// Instructions per generated token of recent calls (newest last).
     pub recent_instructions_per_token: Vec<u64>,
     pub call_budget: u64,

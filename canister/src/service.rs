@@ -359,6 +359,7 @@ impl<M: Memory + Clone> Service<M> {
             heap_bytes,
             stable_bytes,
             model_heap_bytes: self.model.as_ref().map_or(0, |m| m.weight_bytes() as u64),
+            session_heap_bytes: self.sessions.values().map(|s| s.generator.cache().bytes() as u64).sum(),
             recent_instructions_per_token: self.recent.iter().copied().collect(),
             call_budget: self.storage.meta().call_budget,
         }
@@ -645,6 +646,7 @@ impl<M: Memory + Clone> Service<M> {
                 .generator
                 .stop_reason()
                 .map(|r| stop_reason(Some(r))),
+            heap_bytes: session.generator.cache().bytes() as u64,
         })
     }
 
