@@ -79,7 +79,6 @@ pub enum Progress {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub token: u32,
-    pub logits: Vec<f32>,
 }
 
 impl Generator {
@@ -161,7 +160,7 @@ impl Generator {
         } else if self.generated.len() >= self.max_tokens {
             self.stopped = Some(StopReason::MaxTokens);
         }
-        Ok(Progress::Token(Step { token, logits }))
+        Ok(Progress::Token(Step { token }))
     }
 
     /// Ends generation early (e.g. an instruction budget that will not allow another token).
@@ -186,6 +185,11 @@ impl Generator {
 
     pub fn stop_reason(&self) -> Option<&StopReason> {
         self.stopped.as_ref()
+    }
+
+    /// The logits the last token was sampled from (empty before the first token).
+    pub fn last_logits(&self) -> &[f32] {
+        self.cache.last_logits()
     }
 
     pub fn cache(&self) -> &KvCache {

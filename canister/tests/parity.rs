@@ -63,12 +63,14 @@ fn check(set: &str) {
             c.query("session_get", Encode!(&session).unwrap(), user);
         let view = view.unwrap();
         assert_eq!(view.ids, p.walsh.greedy_ids);
-        // Keys and values (f32) of every position the session has run, in every layer: the
-        // last generated token is sampled but not yet run.
+        // Keys and values (f32) of every position the session has run, in every layer (the
+        // last generated token is sampled but not yet run), plus the forward pass's buffers:
+        // logits and a few vectors of the model's widths.
         let positions = (p.prompt_ids.len() + view.ids.len() - 1) as u64;
         let kv_floor = 2 * u64::from(info.n_layer) * u64::from(info.n_embd) * 4 * positions;
+        let buffers = 4 * (u64::from(info.vocab_size) + 16 * u64::from(info.n_embd) + positions);
         assert!(
-            view.heap_bytes >= kv_floor && view.heap_bytes <= 2 * kv_floor,
+            view.heap_bytes >= kv_floor + 4 * u64::from(info.vocab_size) && view.heap_bytes <= 2 * kv_floor + 2 * buffers,
             "{set}: session heap {} for a {kv_floor}-byte cache",
             view.heap_bytes
         );

@@ -29,6 +29,40 @@ pub struct KvCache {
     len: usize,
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
+    /// Working buffers of the forward pass, kept between tokens: a fresh zeroed buffer per call
+    /// costs a `memory.fill` per byte on the IC (the logits alone are 4 bytes per vocabulary entry).
+    scratch: Scratch,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    normed: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    attended: Vec<f32>,
+    mixed: Vec<f32>,
+    projected: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Scratch {
+    fn bytes(&self) -> usize {
+        [&self.normed, &self.q, &self.k, &self.v, &self.scores, &self.attended, &self.mixed, &self.projected]
+            .into_iter()
+            .chain([&self.gate, &self.up, &self.logits])
+            .map(|b| b.capacity() * 4)
+            .sum()
+    }
+}
+
+/// `buffer` resized to `n` (new entries zero; old contents are overwritten by the kernels).
+fn sized(buffer: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    buffer.resize(n, 0.0);
+    buffer
 }
 
 impl KvCache {
@@ -48,9 +82,17 @@ impl KvCache {
         self.len = 0;
         self.keys.iter_mut().chain(self.values.iter_mut()).for_each(Vec::clear);
     }
+    /// The logits of the last finished pass (empty before the first).
+    pub fn last_logits(&self) -> &[f32] {
+        &self.scratch.logits
+    }
     /// Heap bytes currently used by keys and values.
-    pub fn bytes(&self) -> usize {
+    pub fn kv_bytes(&self) -> usize {
         self.keys.iter().chain(&self.values).map(|v| v.capacity() * 4).sum()
+    }
+    /// Heap bytes of the whole cache: keys, values and the forward pass's working buffers.
+    pub fn bytes(&self) -> usize {
+        self.kv_bytes() + self.scratch.bytes()
     }
 }
 
@@ -82,6 +124,7 @@ impl Model {
             len: 0,
             keys: vec![Vec::new(); self.config.n_layer],
             values: vec![Vec::new(); self.config.n_layer],
+            scratch: Scratch::default(),
         }
     }
 
@@ -91,7 +134,7 @@ impl Model {
         while act.next_layer < self.layers.len() {
             self.run_layer(cache, &mut act)?;
         }
-        self.finish(cache, &act)
+        self.finish(cache, &act).map(<[f32]>::to_vec)
     }
 
     /// Checks the tokens and embeds them. Any half-finished earlier pass is discarded.
@@ -132,57 +175,57 @@ impl Model {
         let d = self.config.n_embd;
         let hd = self.config.head_dim();
         let hidden_dim = self.config.hidden_dim();
-        let mut normed = vec![0.0; d];
-        let mut q = vec![0.0; act.count * d];
-        let (mut k, mut v) = (vec![0.0; d], vec![0.0; d]);
+        let KvCache { keys, values, scratch, .. } = cache;
+        let Scratch { normed, q, k, v, scores, attended, mixed, projected, gate, up, .. } = scratch;
+        let normed = sized(normed, d);
+        let q = sized(q, act.count * d);
+        let (k, v) = (sized(k, d), sized(v, d));
 
         // q, k, v for every new position; k and v go straight into the cache.
         for (t, x) in act.hidden.chunks_exact(d).enumerate() {
             let pos = act.start + t;
-            kernels::rms_norm(x, &layer.attention_norm, &mut normed);
+            kernels::rms_norm(x, &layer.attention_norm, normed);
             let qt = &mut q[t * d..(t + 1) * d];
-            packed::ternary_linear(&layer.wq, &normed, qt);
-            packed::ternary_linear(&layer.wk, &normed, &mut k);
-            packed::ternary_linear(&layer.wv, &normed, &mut v);
+            packed::ternary_linears(&mut [(&layer.wq, qt), (&layer.wk, k), (&layer.wv, v)], normed);
             kernels::rope(qt, hd, pos, &self.rope);
-            kernels::rope(&mut k, hd, pos, &self.rope);
-            cache.keys[l].extend_from_slice(&k);
-            cache.values[l].extend_from_slice(&v);
+            kernels::rope(k, hd, pos, &self.rope);
+            keys[l].extend_from_slice(k);
+            values[l].extend_from_slice(v);
         }
 
-        let mut scores = vec![0.0; act.start + act.count];
-        let mut attended = vec![0.0; d];
-        let mut mixed = vec![0.0; d];
-        let mut projected = vec![0.0; d];
-        let mut gate = vec![0.0; hidden_dim];
-        let mut up = vec![0.0; hidden_dim];
+        let scores = sized(scores, act.start + act.count);
+        let attended = sized(attended, d);
+        let mixed = sized(mixed, d);
+        let projected = sized(projected, d);
+        let gate = sized(gate, hidden_dim);
+        let up = sized(up, hidden_dim);
         for (t, x) in act.hidden.chunks_exact_mut(d).enumerate() {
             let last = act.start + t;
             let qt = &q[t * d..(t + 1) * d];
-            packed::attend(qt, &cache.keys[l], &cache.values[l], last, hd, &mut scores, &mut attended);
-            let heads_out = match &layer.mixer {
+            packed::attend(qt, &keys[l], &values[l], last, hd, scores, attended);
+            let heads_out: &[f32] = match &layer.mixer {
                 Some(mixer) => {
-                    packed::head_mix(mixer, &attended, &mut mixed);
-                    &mixed
+                    packed::head_mix(mixer, attended, mixed);
+                    mixed
                 }
-                None => &attended,
+                None => attended,
             };
-            packed::ternary_linear(&layer.wo, heads_out, &mut projected);
-            x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
+            packed::ternary_linear(&layer.wo, heads_out, projected);
+            x.iter_mut().zip(projected.iter()).for_each(|(a, b)| *a += b);
 
-            kernels::rms_norm(x, &layer.ffn_norm, &mut normed);
-            packed::ternary_linear(&layer.gate, &normed, &mut gate);
-            packed::ternary_linear(&layer.up, &normed, &mut up);
-            packed::swiglu(&mut gate, &up);
-            packed::ternary_linear(&layer.down, &gate, &mut projected);
-            x.iter_mut().zip(&projected).for_each(|(a, b)| *a += b);
+            kernels::rms_norm(x, &layer.ffn_norm, normed);
+            packed::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
+            packed::swiglu(gate, up);
+            packed::ternary_linear(&layer.down, gate, projected);
+            x.iter_mut().zip(projected.iter()).for_each(|(a, b)| *a += b);
         }
         act.next_layer += 1;
         Ok(())
     }
 
-    /// Commits the positions to the cache and returns the logits of the last position.
-    pub fn finish(&self, cache: &mut KvCache, act: &Activations) -> Result<Vec<f32>, InferenceError> {
+    /// Commits the positions to the cache and returns the logits of the last position (a buffer
+    /// of the cache, overwritten by the next pass).
+    pub fn finish<'c>(&self, cache: &'c mut KvCache, act: &Activations) -> Result<&'c [f32], InferenceError> {
         if act.start != cache.len {
             return Err(InferenceError::StaleActivations { expected: act.start, found: cache.len });
         }
@@ -192,10 +235,11 @@ impl Model {
         cache.len += act.count;
         let d = self.config.n_embd;
         let last = &act.hidden[(act.count - 1) * d..];
-        let mut normed = vec![0.0; d];
-        kernels::rms_norm(last, &self.final_norm, &mut normed);
-        let mut logits = vec![0.0; self.config.vocab_size];
-        packed::int8_logits(self.output_head(), &normed, &mut logits);
+        let Scratch { normed, logits, .. } = &mut cache.scratch;
+        let normed = sized(normed, d);
+        kernels::rms_norm(last, &self.final_norm, normed);
+        let logits = sized(logits, self.config.vocab_size);
+        packed::int8_logits(self.output_head(), normed, logits);
         Ok(logits)
     }
 }

@@ -171,12 +171,30 @@ pub fn table_len_i32(layer: &TernaryLinear) -> usize {
 /// Twin of the SIMD kernel: `y = layer(x)`, `x` as `[8][in_o]`, `y` as `[8][out_o]`.
 /// `table` must hold at least [`table_len_i32`] values.
 pub fn ternary_linear_twin(layer: &TernaryLinear, x: &[f32], y: &mut [f32], table: &mut [i32]) {
-    let (in_o, out_o) = (layer.in_o, layer.out_o);
+    ternary_linears_twin(&mut [(layer, y)], x, table)
+}
+
+/// Twin of the SIMD kernel for several layers of one input width applied to the same `x` (one
+/// quantization, one table).
+pub fn ternary_linears_twin(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32], table: &mut [i32]) {
+    let Some((first, _)) = layers.first() else { return };
+    let in_o = first.in_o;
+    assert!(layers.iter().all(|(l, _)| l.in_o == in_o));
     let m = absmax(&x[..8 * in_o]);
-    let Some(quant) = Quantizer::new(m, layer.quant_range()) else {
-        return degenerate_output(m, &mut y[..8 * out_o]);
+    let Some(quant) = Quantizer::new(m, first.quant_range()) else {
+        for (layer, y) in layers.iter_mut() {
+            degenerate_output(m, &mut y[..8 * layer.out_o]);
+        }
+        return;
     };
-    build_table_twin(layer, x, quant, table);
+    build_table_twin(first, x, quant, table);
+    for (layer, y) in layers.iter_mut() {
+        rows_twin(layer, quant, y, table);
+    }
+}
+
+fn rows_twin(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32], table: &[i32]) {
+    let out_o = layer.out_o;
     for r in 0..out_o {
         let mut out = [0i32; 8];
         for k in 0..8 {
@@ -493,15 +511,20 @@ pub fn argmax(logits: &[f32]) -> Option<usize> {
 
 /// `y = layer(x)` with the fastest kernel of this build.
 pub fn ternary_linear(layer: &TernaryLinear, x: &[f32], y: &mut [f32]) {
+    ternary_linears(&mut [(layer, y)], x)
+}
+
+/// Several layers of one input width on the same `x` (one quantization and table for all).
+pub fn ternary_linears(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    super::simd::ternary_linear(layer, x, y);
+    super::simd::ternary_linears(layers, x);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     TABLE.with_borrow_mut(|table| {
-        let needed = table_len_i32(layer);
+        let needed = layers.first().map_or(0, |(l, _)| table_len_i32(l));
         if table.len() < needed {
             table.resize(needed, 0);
         }
-        ternary_linear_twin(layer, x, y, table)
+        ternary_linears_twin(layers, x, table)
     });
 }
 
@@ -569,6 +592,21 @@ mod tests {
                 assert!((a - b).abs() <= bound, "in_o {in_o} out_o {out_o} [{idx}]: {a} vs {b} (bound {bound})");
             }
         }
+    }
+
+    #[test]
+    fn shared_table_gives_each_layer_its_own_result() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let a = TernaryLinear::pack(64, 64, &random_ternary(&mut rng, 8 * 64 * 64), random_f32(&mut rng, 64, 1.0));
+        let b = TernaryLinear::pack(64, 171, &random_ternary(&mut rng, 8 * 64 * 171), random_f32(&mut rng, 171, 1.0));
+        let x = random_f32(&mut rng, 512, 2.0);
+        let mut table = vec![0; table_len_i32(&a)];
+        let (mut ya, mut yb) = (vec![0.0; 512], vec![0.0; 8 * 171]);
+        ternary_linear_twin(&a, &x, &mut ya, &mut table);
+        ternary_linear_twin(&b, &x, &mut yb, &mut table);
+        let (mut ya2, mut yb2) = (vec![0.0; 512], vec![0.0; 8 * 171]);
+        ternary_linears_twin(&mut [(&a, &mut ya2), (&b, &mut yb2)], &x, &mut table);
+        assert_eq!((ya, yb), (ya2, yb2));
     }
 
     #[test]
@@ -643,6 +681,17 @@ mod tests {
                 simd::ternary_linear(&packed, &x, &mut fast);
                 assert_eq!(fast, twin, "ternary in_o {in_o} out_o {out_o} scale {scale}");
             }
+        }
+        {
+            let a = TernaryLinear::pack(64, 64, &random_ternary(&mut rng, 8 * 64 * 64), random_f32(&mut rng, 64, 1.0));
+            let b = TernaryLinear::pack(64, 171, &random_ternary(&mut rng, 8 * 64 * 171), random_f32(&mut rng, 171, 1.0));
+            let x = random_f32(&mut rng, 512, 2.0);
+            let mut table = vec![0; table_len_i32(&a)];
+            let (mut ya, mut yb) = (vec![0.0; 512], vec![0.0; 8 * 171]);
+            ternary_linears_twin(&mut [(&a, &mut ya), (&b, &mut yb)], &x, &mut table);
+            let (mut fa, mut fb) = (vec![1.0; 512], vec![1.0; 8 * 171]);
+            simd::ternary_linears(&mut [(&a, &mut fa), (&b, &mut fb)], &x);
+            assert_eq!((fa, fb), (ya, yb), "shared table");
         }
         for heads in [8, 16] {
             let weights = random_f32(&mut rng, 8 * 64 * 64, 0.2);

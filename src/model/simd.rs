@@ -42,13 +42,21 @@ fn absmax(x: &[f32]) -> f32 {
 
 /// `y = layer(x)`; same results as [`super::packed::ternary_linear_twin`].
 pub fn ternary_linear(layer: &TernaryLinear, x: &[f32], y: &mut [f32]) {
-    let (in_o, out_o, groups) = (layer.in_o, layer.out_o, layer.groups);
+    ternary_linears(&mut [(layer, y)], x)
+}
+
+/// Several layers of the same input width applied to the same `x`: the input is quantized and
+/// its lookup table built once for all of them (q, k, v; gate, up).
+pub fn ternary_linears(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32]) {
+    let Some((first, _)) = layers.first() else { return };
+    let (in_o, groups) = (first.in_o, first.groups);
+    assert!(layers.iter().all(|(l, _)| l.in_o == in_o) && first.table_bytes() <= MAX_TABLE_BYTES);
     let x = &x[..8 * in_o];
-    let y = &mut y[..8 * out_o];
-    assert!(layer.table_bytes() <= MAX_TABLE_BYTES);
     let m = absmax(x);
-    let Some(quant) = Quantizer::new(m, layer.quant_range()) else {
-        y.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+    let Some(quant) = Quantizer::new(m, first.quant_range()) else {
+        for (layer, y) in layers.iter_mut() {
+            y[..8 * layer.out_o].fill(if m == 0.0 { 0.0 } else { f32::NAN });
+        }
         return;
     };
     let padded = groups * GROUP;
@@ -56,27 +64,25 @@ pub fn ternary_linear(layer: &TernaryLinear, x: &[f32], y: &mut [f32]) {
     let codes = unsafe { &mut (&mut *addr_of_mut!(CODES))[..8 * padded] };
     quantize_parts(x, in_o, padded, quant, codes);
     unsafe { build_table(codes, padded, groups) };
-
-    let stride = layer.stride;
-    // One straight-line row kernel per lookup count (no loop overhead, no padding beyond 4).
-    macro_rules! dispatch {
-        ($($n:literal),*) => {
-            match stride {
-                $($n => seq_macro::seq!(N in $n..=$n { rows::<Lookups~N>(layer, quant, y) }),)*
-                _ => rows::<LookupLoop>(layer, quant, y),
-            }
-        };
+    for (layer, y) in layers.iter_mut() {
+        let y = &mut y[..8 * layer.out_o];
+        // One straight-line row kernel per lookup count (no loop overhead, no padding beyond 4).
+        macro_rules! dispatch {
+            ($($n:literal),*) => {
+                match layer.stride {
+                    $($n => seq_macro::seq!(N in $n..=$n { rows::<Lookups~N>(layer, quant, y) }),)*
+                    _ => rows::<LookupLoop>(layer, quant, y),
+                }
+            };
+        }
+        dispatch!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
     }
-    dispatch!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
 }
 
 /// The row loop, with `sum(table + half, offsets)` summing one half of the looked-up entries.
 #[inline(always)]
 fn rows<S: LookupSum>(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
     let (out_o, stride) = (layer.out_o, layer.stride);
-    let table = table_base() as *const u8;
-    // SAFETY: 16 bytes into the table, which is far larger.
-    let table_hi = unsafe { table.add(16) };
     for r in 0..out_o {
         let mut out_lo = i32x4_splat(0);
         let mut out_hi = i32x4_splat(0);
@@ -85,8 +91,8 @@ fn rows<S: LookupSum>(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
             ($k:literal) => {{
                 let offsets = &row[$k * stride..][..stride];
                 // SAFETY: every offset was built by `pack` for this layer: inside its table.
-                let u_lo = unsafe { S::sum(table, offsets) };
-                let u_hi = unsafe { S::sum(table_hi, offsets) };
+                let u_lo = unsafe { S::sum::<0>(offsets) };
+                let u_hi = unsafe { S::sum::<16>(offsets) };
                 // Output lane i takes input lane i⊕k: halves swap when k ≥ 4, lanes within a
                 // half permute by k mod 4; then each lane gets its octonion sign.
                 let (src_lo, src_hi) = if $k < 4 { (u_lo, u_hi) } else { (u_hi, u_lo) };
@@ -127,9 +133,12 @@ macro_rules! lookup_sums {
             seq_macro::seq!(N in $n..=$n {
                 struct Lookups~N;
                 impl LookupSum for Lookups~N {
-                #[inline(always)]
-                unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128 {
+                // Not inlined on purpose: on its own, LLVM keeps the chain on the wasm stack
+                // (inlined, it hoists every load into locals, ~50 % more instructions).
+                #[inline(never)]
+                unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128 {
                     debug_assert_eq!(offsets.len(), N);
+                    let half = unsafe { table_base().add(HALF) as *const u8 };
                     let p = offsets.as_ptr();
                     let e = |j: usize| unsafe { v128_load(half.add(*p.add(j) as usize).cast()) };
                     let mut acc = e(0);
@@ -147,16 +156,18 @@ lookup_sums!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
 
 /// Sums the table entries at `offsets`, relative to `half` (the table plus the half's 16 bytes).
 trait LookupSum {
+    /// Σ of the 16-byte halves at `TABLE + offset + HALF` (HALF 0 or 16).
     /// # Safety
-    /// Every `half + offset` must be 16 readable bytes.
-    unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128;
+    /// Every offset must lie inside the table built for this layer.
+    unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128;
 }
 
 /// The loop for strides without a straight-line version (a multiple of [`LOOKUP_BLOCK`]).
 struct LookupLoop;
 impl LookupSum for LookupLoop {
     #[inline(always)]
-    unsafe fn sum(half: *const u8, offsets: &[u32]) -> v128 {
+    unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128 {
+        let half = unsafe { table_base().add(HALF) as *const u8 };
         let mut acc = i32x4_splat(0);
         let mut p = offsets.as_ptr();
         let end = unsafe { p.add(offsets.len()) };

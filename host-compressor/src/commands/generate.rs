@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     while let Some(step) = generator.step(&model)? {
         if steps.len() < REPORTED_STEPS {
-            steps.push(top_n(&step.logits, REPORTED_TOP));
+            steps.push(top_n(generator.last_logits(), REPORTED_TOP));
         }
         if !args.json {
             let piece = stream.push(&tokenizer, step.token)?;
