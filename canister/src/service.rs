@@ -20,8 +20,11 @@ use crate::storage::{Meta, Storage};
 
 /// Largest upload chunk: under the 2 MiB ingress limit with room for the envelope.
 pub const MAX_CHUNK: usize = 1_900_000;
-/// Instructions a `generate` query may use, of the IC's 5 B query limit.
-pub const QUERY_BUDGET: u64 = 4_800_000_000;
+/// Instructions a `generate` query may use, of the IC's 5 B query limit. Safe because the
+/// counter is checked before every step (a layer, or the output layer: ~17 M on gpt2-bench) and
+/// no step starts unless twice the largest step so far still fits: the 100 M of headroom are
+/// for the reply's encoding, a few thousand instructions.
+pub const QUERY_BUDGET: u64 = 4_900_000_000;
 /// Default and largest per-call budget of a session call, of the 40 B update limit.
 pub const DEFAULT_CALL_BUDGET: u64 = 20_000_000_000;
 pub const MAX_CALL_BUDGET: u64 = 35_000_000_000;
