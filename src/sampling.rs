@@ -50,6 +50,9 @@ impl SamplingParams {
     }
 }
 
+/// Scaled logits this far below the largest are not sampled (weight < e^-40 each).
+pub const SAMPLING_CUTOFF: f32 = 40.0;
+
 /// Index of the largest logit (the first one on ties); NaN never wins.
 pub fn argmax(logits: &[f32]) -> Option<usize> {
     let mut best: Option<(usize, f32)> = None;
@@ -99,26 +102,46 @@ impl Sampler {
                 .ok_or(SamplingError::NoFiniteLogits);
         }
         let t = self.params.temperature;
-        // (index, scaled logit) of candidates, most likely first.
+        // One pass for the largest scaled logit; then only candidates within SAMPLING_CUTOFF of
+        // it are kept (the rest carry under e^-40 of the mass each, invisible to a 53-bit draw
+        // in practice) — on the IC a full sort of a 50k vocabulary cost more than the model.
+        let mut max = f32::NEG_INFINITY;
+        for &v in logits {
+            if v > f32::NEG_INFINITY && v / t > max {
+                max = v / t;
+            }
+        }
+        if max == f32::NEG_INFINITY {
+            return Err(SamplingError::NoFiniteLogits);
+        }
+        let floor = max - SAMPLING_CUTOFF;
         let mut candidates: Vec<(usize, f32)> = logits
             .iter()
             .enumerate()
-            .filter(|(_, v)| !v.is_nan() && **v > f32::NEG_INFINITY)
+            .filter(|(_, v)| **v > f32::NEG_INFINITY)
             .map(|(i, &v)| (i, v / t))
+            .filter(|c| c.1 >= floor)
             .collect();
-        if candidates.is_empty() {
-            return Err(SamplingError::NoFiniteLogits);
-        }
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Most likely first, ties by index: only needed (and only paid for) with top-k or top-p.
+        let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if let Some(k) = self.params.top_k {
             if k < candidates.len() {
+                candidates.select_nth_unstable_by(k - 1, order);
                 let kth = candidates[k - 1].1;
-                let keep = candidates.iter().take_while(|c| c.1 >= kth).count();
-                candidates.truncate(keep);
+                candidates.retain(|c| c.1 >= kth);
             }
+            candidates.sort_unstable_by(order);
+        } else if self.params.top_p.is_some() {
+            candidates.sort_unstable_by(order);
         }
-        let max = candidates[0].1 as f64;
-        let mut probs: Vec<f64> = candidates.iter().map(|c| (c.1 as f64 - max).exp()).collect();
+        let mut probs: Vec<f64> = candidates
+            .iter()
+            .map(|c| {
+                let d = c.1 - max;
+                // +inf logits: every infinite one equally likely.
+                f64::from(if d.is_nan() { 1.0 } else { crate::model::packed::exp_twin(d) })
+            })
+            .collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if let Some(top_p) = self.params.top_p {

@@ -13,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
     if file.version == 4 {
         assert_eq!(file.to_bytes().expect("parsed files are writable"), data);
     }
-    let Ok(model) = Model::from_file(&file) else { return };
+    let Ok(model) = Model::from_file(&file) else {
+        // The canister's loader (file bytes kept, embedding read in place) must agree.
+        assert!(Model::load_owned(data.to_vec()).is_err());
+        return;
+    };
+    assert!(Model::load_owned(data.to_vec()).is_ok());
     let c = &model.config;
     if c.n_embd * c.vocab_size > 1 << 20 || c.n_layer * c.n_embd > 1 << 14 {
         return;
