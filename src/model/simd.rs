@@ -522,7 +522,7 @@ pub fn attend(
 
 /// `g ← g / (1 + exp(−g)) · u`; same results as [`super::packed::swiglu_twin`].
 pub fn swiglu(g: &mut [f32], u: &[f32]) {
-    use super::packed::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp_twin};
+    use super::packed::exp_twin;
     let n = g.len().min(u.len());
     let mut i = 0;
     while i + 4 <= n {
@@ -530,17 +530,7 @@ pub fn swiglu(g: &mut [f32], u: &[f32]) {
         unsafe {
             let gp = g.as_mut_ptr().add(i);
             let gv = v128_load(gp.cast());
-            let x = f32x4_neg(gv);
-            let x = f32x4_pmax(f32x4_splat(EXP_MIN), x);
-            let x = f32x4_pmin(f32x4_splat(EXP_MAX), x);
-            let nf = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
-            let r = f32x4_sub(f32x4_sub(x, f32x4_mul(nf, f32x4_splat(LN2_HI))), f32x4_mul(nf, f32x4_splat(LN2_LO)));
-            let mut p = f32x4_splat(EXP_POLY[6]);
-            seq_macro::seq!(C in 0..6 {
-                p = f32x4_add(f32x4_mul(p, r), f32x4_splat(EXP_POLY[5 - C]));
-            });
-            let pow2 = i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(nf), i32x4_splat(127)), 23);
-            let e = f32x4_mul(p, pow2);
+            let e = exp4(f32x4_neg(gv));
             let out = f32x4_mul(f32x4_div(gv, f32x4_add(f32x4_splat(1.0), e)), v128_load(u.as_ptr().add(i).cast()));
             v128_store(gp.cast(), out);
         }
@@ -635,7 +625,7 @@ fn attend_64(q: &[f32], keys: &[f32], values: &[f32], last: usize, scores: &mut 
 
 /// Softmax in place; same results as [`super::packed::softmax_twin`].
 fn softmax(scores: &mut [f32]) {
-    use super::packed::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO, exp_twin};
+    use super::packed::exp_twin;
     let n = scores.len();
     let full = n / 4 * 4;
     let mut m = f32x4_splat(f32::NEG_INFINITY);
@@ -658,16 +648,7 @@ fn softmax(scores: &mut [f32]) {
     for c in (0..full).step_by(4) {
         unsafe {
             let p = scores.as_mut_ptr().add(c);
-            let x = f32x4_sub(v128_load(p.cast()), mx);
-            let x = f32x4_pmax(f32x4_splat(EXP_MIN), x);
-            let x = f32x4_pmin(f32x4_splat(EXP_MAX), x);
-            let nf = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
-            let r = f32x4_sub(f32x4_sub(x, f32x4_mul(nf, f32x4_splat(LN2_HI))), f32x4_mul(nf, f32x4_splat(LN2_LO)));
-            let mut poly = f32x4_splat(EXP_POLY[6]);
-            seq_macro::seq!(C in 0..6 {
-                poly = f32x4_add(f32x4_mul(poly, r), f32x4_splat(EXP_POLY[5 - C]));
-            });
-            let e = f32x4_mul(poly, i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(nf), i32x4_splat(127)), 23));
+            let e = exp4(f32x4_sub(v128_load(p.cast()), mx));
             v128_store(p.cast(), e);
             sums = f32x4_add(sums, e);
         }
@@ -693,4 +674,19 @@ fn softmax(scores: &mut [f32]) {
     for score in scores[full..].iter_mut() {
         *score *= inv;
     }
+}
+
+/// [`super::packed::exp_twin`] on four lanes, step for step (so the results are identical).
+#[inline(always)]
+fn exp4(x: v128) -> v128 {
+    use super::packed::{EXP_MAX, EXP_MIN, EXP_POLY, LN2_HI, LN2_LO};
+    let x = f32x4_pmax(f32x4_splat(EXP_MIN), x);
+    let x = f32x4_pmin(f32x4_splat(EXP_MAX), x);
+    let nf = f32x4_nearest(f32x4_mul(x, f32x4_splat(core::f32::consts::LOG2_E)));
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(nf, f32x4_splat(LN2_HI))), f32x4_mul(nf, f32x4_splat(LN2_LO)));
+    let mut poly = f32x4_splat(EXP_POLY[6]);
+    seq_macro::seq!(C in 0..6 {
+        poly = f32x4_add(f32x4_mul(poly, r), f32x4_splat(EXP_POLY[5 - C]));
+    });
+    f32x4_mul(poly, i32x4_shl(i32x4_add(i32x4_trunc_sat_f32x4(nf), i32x4_splat(127)), 23))
 }
