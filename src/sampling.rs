@@ -102,26 +102,23 @@ impl Sampler {
                 .ok_or(SamplingError::NoFiniteLogits);
         }
         let t = self.params.temperature;
-        // One pass for the largest scaled logit; then only candidates within SAMPLING_CUTOFF of
+        // One pass scales the logits and finds the largest; only candidates within SAMPLING_CUTOFF of
         // it are kept (the rest carry under e^-40 of the mass each, invisible to a 53-bit draw
         // in practice) — on the IC a full sort of a 50k vocabulary cost more than the model.
+        let mut candidates: Vec<(usize, f32)> = Vec::with_capacity(logits.len());
         let mut max = f32::NEG_INFINITY;
-        for &v in logits {
-            if v > f32::NEG_INFINITY && v / t > max {
-                max = v / t;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > f32::NEG_INFINITY {
+                let scaled = v / t;
+                max = if scaled > max { scaled } else { max };
+                candidates.push((i, scaled));
             }
         }
         if max == f32::NEG_INFINITY {
             return Err(SamplingError::NoFiniteLogits);
         }
         let floor = max - SAMPLING_CUTOFF;
-        let mut candidates: Vec<(usize, f32)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v > f32::NEG_INFINITY)
-            .map(|(i, &v)| (i, v / t))
-            .filter(|c| c.1 >= floor)
-            .collect();
+        candidates.retain(|c| c.1 >= floor);
         // Most likely first, ties by index: only needed (and only paid for) with top-k or top-p.
         let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if let Some(k) = self.params.top_k {

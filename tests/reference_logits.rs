@@ -22,7 +22,7 @@ fn check_set(set: &str, model_file: &str) {
         let options = GenerateOptions { max_tokens: 40, sampling: SamplingParams::default(), seed: 0, stop_token: None };
         let mut generator = Generator::new(&model, &prompt.prompt_ids, &options).unwrap();
         let mut step_index = 0;
-        while let Some(step) = generator.step(&model).unwrap() {
+        while generator.step(&model).unwrap().is_some() {
             if step_index < 5 {
                 let expected = &all_logits[(p * 5 + step_index) * vocab..][..vocab];
                 let diff = generator.last_logits().iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);

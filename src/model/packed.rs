@@ -159,7 +159,7 @@ pub fn absmax(x: &[f32]) -> f32 {
 }
 
 /// Handles the inputs the integer path does not: all-zero (output 0) or non-finite (output NaN).
-fn degenerate_output(absmax: f32, y: &mut [f32]) {
+pub(super) fn degenerate_output(absmax: f32, y: &mut [f32]) {
     y.fill(if absmax == 0.0 { 0.0 } else { f32::NAN });
 }
 
@@ -684,7 +684,8 @@ mod tests {
         }
         {
             let a = TernaryLinear::pack(64, 64, &random_ternary(&mut rng, 8 * 64 * 64), random_f32(&mut rng, 64, 1.0));
-            let b = TernaryLinear::pack(64, 171, &random_ternary(&mut rng, 8 * 64 * 171), random_f32(&mut rng, 171, 1.0));
+            let b =
+                TernaryLinear::pack(64, 171, &random_ternary(&mut rng, 8 * 64 * 171), random_f32(&mut rng, 171, 1.0));
             let x = random_f32(&mut rng, 512, 2.0);
             let mut table = vec![0; table_len_i32(&a)];
             let (mut ya, mut yb) = (vec![0.0; 512], vec![0.0; 8 * 171]);

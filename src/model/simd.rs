@@ -5,7 +5,9 @@
 use core::arch::wasm32::*;
 use core::ptr::addr_of_mut;
 
-use super::packed::{GROUP, GROUP_BYTES, LOOKUP_BLOCK, MAX_TABLE_BYTES, Quantizer, TernaryLinear, logits_quant_range};
+use super::packed::{
+    GROUP, GROUP_BYTES, LOOKUP_BLOCK, MAX_TABLE_BYTES, Quantizer, TernaryLinear, degenerate_output, logits_quant_range,
+};
 use crate::octonion::SIGN;
 
 /// The lookup table lives at a fixed address so that a lookup is `i32.load` (the offset) +
@@ -18,6 +20,20 @@ static mut CODES: [i32; 8 * (MAX_TABLE_BYTES / GROUP_BYTES) * GROUP] = [0; 8 * (
 #[inline(always)]
 fn table_base() -> *mut u8 {
     addr_of_mut!(TABLE).cast::<u8>()
+}
+
+/// [`Quantizer::code`] of four lanes: `round_ties_even(x · inv)` as i32.
+#[inline(always)]
+fn codes4(x: v128, inv: v128) -> v128 {
+    i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(x, inv)))
+}
+
+/// The codes of the 8 floats at `p`, narrowed to i16 (callers' ranges fit).
+/// # Safety
+/// `p` must point to 8 readable floats.
+#[inline(always)]
+unsafe fn codes8(p: *const f32, inv: v128) -> v128 {
+    unsafe { i16x8_narrow_i32x4(codes4(v128_load(p.cast()), inv), codes4(v128_load(p.add(4).cast()), inv)) }
 }
 
 /// Largest |x| of a slice whose length is a multiple of 4, as the twin computes it (NaN → NaN,
@@ -55,7 +71,7 @@ pub fn ternary_linears(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32]) {
     let m = absmax(x);
     let Some(quant) = Quantizer::new(m, first.quant_range()) else {
         for (layer, y) in layers.iter_mut() {
-            y[..8 * layer.out_o].fill(if m == 0.0 { 0.0 } else { f32::NAN });
+            degenerate_output(m, &mut y[..8 * layer.out_o]);
         }
         return;
     };
@@ -216,7 +232,7 @@ fn quantize_parts(x: &[f32], in_o: usize, padded: usize, quant: Quantizer, codes
             // SAFETY: 4 f32 in, 4 i32 out, within `dst` since padded ≥ in_o.
             unsafe {
                 let v = v128_load(chunk.as_ptr().cast());
-                let q = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inv)));
+                let q = codes4(v, inv);
                 v128_store(dst.as_mut_ptr().add(c).cast(), q);
             }
             c += 4;
@@ -292,7 +308,7 @@ pub fn int8_logits(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut
     }
     let m = absmax(&h[..cols]);
     let Some(quant) = Quantizer::new(m, logits_quant_range(cols)) else {
-        logits.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+        degenerate_output(m, logits);
         return;
     };
     // SAFETY: single-threaded, not re-entered; cols / 8 ≤ 1024 checked above.
@@ -300,9 +316,7 @@ pub fn int8_logits(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut
     let inv = f32x4_splat(quant.inv);
     for (dst, chunk) in hidden.iter_mut().zip(h.chunks_exact(8)) {
         unsafe {
-            let a = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(chunk.as_ptr().cast()), inv)));
-            let b = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(chunk.as_ptr().add(4).cast()), inv)));
-            *dst = i16x8_narrow_i32x4(a, b);
+            *dst = codes8(chunk.as_ptr(), inv);
         }
     }
     let factor = scale * quant.step;
@@ -405,18 +419,13 @@ pub fn head_mix_64(mixer: &super::packed::PackedMixer, z: &[f32], out: &mut [f32
     for (group_in, group_out) in z.chunks_exact(8 * HD).zip(out.chunks_exact_mut(8 * HD)) {
         let m = absmax(group_in);
         let Some(quant) = Quantizer::new(m, MIXER_INPUT_RANGE) else {
-            group_out.fill(if m == 0.0 { 0.0 } else { f32::NAN });
+            degenerate_output(m, group_out);
             continue;
         };
         let inv = f32x4_splat(quant.inv);
         let zc: [v128; 64] = core::array::from_fn(|c| {
             // SAFETY: group_in has 512 floats; c < 64.
-            unsafe {
-                let p = group_in.as_ptr().add(8 * c);
-                let a = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(p.cast()), inv)));
-                let b = i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(p.add(4).cast()), inv)));
-                i16x8_narrow_i32x4(a, b)
-            }
+            unsafe { codes8(group_in.as_ptr().add(8 * c), inv) }
         });
         for o in 0..HD {
             // SAFETY: rows `(k·64 + o)·64 .. +64` of the asserted code array.
