@@ -270,10 +270,12 @@ pub fn int8_logits_twin(data: &[i8], cols: usize, scale: f32, h: &[f32], logits:
 
 // ---- head mixer -------------------------------------------------------------------------------
 
-/// Weight codes of the head mixer, 15-bit activations times 14-bit weights: 4 products (two
-/// `i32x4.dot_i16x8_s`) stay inside one i32 lane before the sum moves to f32.
+/// Weight codes of the head mixer, 14-bit activations times 14-bit weights: 8 products (four
+/// `i32x4.dot_i16x8_s`) stay inside one i32 lane (8 · 16383² < 2³¹) before the sum moves to f32.
 pub const MIXER_WEIGHT_RANGE: i32 = 16383;
-pub const MIXER_INPUT_RANGE: i32 = 32767;
+pub const MIXER_INPUT_RANGE: i32 = 16383;
+/// Inputs per exact i32 block of the mixer (four dot products of 8).
+pub const MIXER_BLOCK: usize = 32;
 
 /// The head mixer repacked for i16 dot products: per weight part `k` and output `o`, the row
 /// `W[k][·][o]` (over inputs) as i16 codes with its own scale.
@@ -330,8 +332,8 @@ impl PackedMixer {
 /// `head_dim` a multiple of 16).
 ///
 /// Per group of 8 heads, `z` is quantized to i16. For output head `i`, column `o` and input head
-/// `j` (weight part `k = i ⊕ j`), the inputs go in pairs of 16 (two SIMD dot products): lane `l`
-/// of a pair's exact i32 sum holds inputs `n` with `(n mod 8) / 2 = l`. The pairs' sums are added
+/// `j` (weight part `k = i ⊕ j`), the inputs go in blocks of 32 (four SIMD dot products): lane
+/// `l` of a block's exact i32 sum holds inputs `n` with `(n mod 8) / 2 = l`. The blocks' sums are added
 /// in f32 in order, scaled by the row's scale, added to (or, for a negative octonion sign,
 /// subtracted from) the f32 accumulator; the lanes end as `(a0 + a2) + (a1 + a3)`.
 pub fn head_mix_twin(mixer: &PackedMixer, z: &[f32], out: &mut [f32]) {
@@ -354,13 +356,13 @@ pub fn head_mix_twin(mixer: &PackedMixer, z: &[f32], out: &mut [f32]) {
                     let row = &mixer.codes[(k * hd + o) * hd..][..hd];
                     let zj = &codes[j * hd..][..hd];
                     let mut t = [0f32; 4];
-                    for (pair, (w16, z16)) in row.chunks(16).zip(zj.chunks(16)).enumerate() {
+                    for (block, (wb, zb)) in row.chunks(MIXER_BLOCK).zip(zj.chunks(MIXER_BLOCK)).enumerate() {
                         let mut lanes = [0i32; 4];
-                        for (n, (&w, &c)) in w16.iter().zip(z16).enumerate() {
+                        for (n, (&w, &c)) in wb.iter().zip(zb).enumerate() {
                             lanes[(n % 8) / 2] += i32::from(w) * i32::from(c);
                         }
                         for l in 0..4 {
-                            t[l] = if pair == 0 { lanes[l] as f32 } else { t[l] + lanes[l] as f32 };
+                            t[l] = if block == 0 { lanes[l] as f32 } else { t[l] + lanes[l] as f32 };
                         }
                     }
                     let sc = mixer.scales[o * 8 + k];

@@ -86,8 +86,8 @@ pub fn ternary_linears(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32]) {
         macro_rules! dispatch {
             ($($n:literal),*) => {
                 match layer.stride {
-                    $($n => seq_macro::seq!(N in $n..=$n { rows::<Lookups~N>(layer, quant, y) }),)*
-                    _ => rows::<LookupLoop>(layer, quant, y),
+                    $($n => seq_macro::seq!(N in $n..=$n { rows(Lookups~N, layer, quant, y) }),)*
+                    _ => rows(LookupLoop { stride: layer.stride }, layer, quant, y),
                 }
             };
         }
@@ -97,25 +97,27 @@ pub fn ternary_linears(layers: &mut [(&TernaryLinear, &mut [f32])], x: &[f32]) {
 
 /// The row loop, with `sum(table + half, offsets)` summing one half of the looked-up entries.
 #[inline(always)]
-fn rows<S: LookupSum>(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
+fn rows<S: LookupSum>(sums: S, layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
     let (out_o, stride) = (layer.out_o, layer.stride);
+    assert!(layer.offsets.len() >= out_o * 8 * stride && layer.beta.len() >= out_o && y.len() >= 8 * out_o);
+    let mut row = layer.offsets.as_ptr();
     for r in 0..out_o {
         let mut out_lo = i32x4_splat(0);
         let mut out_hi = i32x4_splat(0);
-        let row = &layer.offsets[r * 8 * stride..][..8 * stride];
         macro_rules! part {
             ($k:literal) => {{
-                let offsets = &row[$k * stride..][..stride];
-                // SAFETY: every offset was built by `pack` for this layer: inside its table.
-                let u_lo = unsafe { S::sum::<0>(offsets) };
-                let u_hi = unsafe { S::sum::<16>(offsets) };
+                // SAFETY: `row` walks `[out_o][8][stride]` offsets (length asserted above); every
+                // offset was built by `pack` for this layer: inside its table.
+                let (u_lo, u_hi) = unsafe { (sums.sum::<0, $k>(row), sums.sum::<16, $k>(row)) };
                 // Output lane i takes input lane i⊕k: halves swap when k ≥ 4, lanes within a
                 // half permute by k mod 4; then each lane gets its octonion sign.
                 let (src_lo, src_hi) = if $k < 4 { (u_lo, u_hi) } else { (u_hi, u_lo) };
                 let p_lo = permute::<{ $k % 4 }>(src_lo);
                 let p_hi = permute::<{ $k % 4 }>(src_hi);
-                out_lo = i32x4_add(out_lo, i32x4_mul(p_lo, signs_lo($k)));
-                out_hi = i32x4_add(out_hi, i32x4_mul(p_hi, signs_hi($k)));
+                // −v = (v ⊕ −1) + 1: flip the negative lanes here (1 instruction instead of an
+                // `i32x4.mul` at 2) and add the +1s once per row ([`NEGATIVE_LANES`]).
+                out_lo = i32x4_add(out_lo, v128_xor(p_lo, negative_lo($k)));
+                out_hi = i32x4_add(out_hi, v128_xor(p_hi, negative_hi($k)));
             }};
         }
         part!(0);
@@ -126,17 +128,26 @@ fn rows<S: LookupSum>(layer: &TernaryLinear, quant: Quantizer, y: &mut [f32]) {
         part!(5);
         part!(6);
         part!(7);
-        let factor = f32x4_splat(layer.beta[r] * quant.step);
-        let lo = f32x4_mul(f32x4_convert_i32x4(out_lo), factor);
-        let hi = f32x4_mul(f32x4_convert_i32x4(out_hi), factor);
-        y[r] = f32x4_extract_lane::<0>(lo);
-        y[out_o + r] = f32x4_extract_lane::<1>(lo);
-        y[2 * out_o + r] = f32x4_extract_lane::<2>(lo);
-        y[3 * out_o + r] = f32x4_extract_lane::<3>(lo);
-        y[4 * out_o + r] = f32x4_extract_lane::<0>(hi);
-        y[5 * out_o + r] = f32x4_extract_lane::<1>(hi);
-        y[6 * out_o + r] = f32x4_extract_lane::<2>(hi);
-        y[7 * out_o + r] = f32x4_extract_lane::<3>(hi);
+        row = row.wrapping_add(8 * stride);
+        let out_lo =
+            i32x4_add(out_lo, i32x4(NEGATIVE_LANES[0], NEGATIVE_LANES[1], NEGATIVE_LANES[2], NEGATIVE_LANES[3]));
+        let out_hi =
+            i32x4_add(out_hi, i32x4(NEGATIVE_LANES[4], NEGATIVE_LANES[5], NEGATIVE_LANES[6], NEGATIVE_LANES[7]));
+        // SAFETY: r < out_o ≤ beta.len(), and y holds 8 · out_o floats (asserted above).
+        unsafe {
+            let factor = f32x4_splat(*layer.beta.get_unchecked(r) * quant.step);
+            let lo = f32x4_mul(f32x4_convert_i32x4(out_lo), factor);
+            let hi = f32x4_mul(f32x4_convert_i32x4(out_hi), factor);
+            let y = y.as_mut_ptr().add(r);
+            *y = f32x4_extract_lane::<0>(lo);
+            *y.add(out_o) = f32x4_extract_lane::<1>(lo);
+            *y.add(2 * out_o) = f32x4_extract_lane::<2>(lo);
+            *y.add(3 * out_o) = f32x4_extract_lane::<3>(lo);
+            *y.add(4 * out_o) = f32x4_extract_lane::<0>(hi);
+            *y.add(5 * out_o) = f32x4_extract_lane::<1>(hi);
+            *y.add(6 * out_o) = f32x4_extract_lane::<2>(hi);
+            *y.add(7 * out_o) = f32x4_extract_lane::<3>(hi);
+        }
     }
 }
 
@@ -150,12 +161,21 @@ macro_rules! lookup_sums {
                 struct Lookups~N;
                 impl LookupSum for Lookups~N {
                 // Not inlined on purpose: on its own, LLVM keeps the chain on the wasm stack
-                // (inlined, it hoists every load into locals, ~50 % more instructions).
+                // (inlined, it hoists every load into locals, ~50 % more instructions). The C
+                // ABI returns the v128 on the wasm stack; Rust's ABI would go through memory.
+                #[inline(always)]
+                unsafe fn sum<const HALF: usize, const K: usize>(&self, row: *const u32) -> v128 {
+                    unsafe { Self::chain::<HALF, K>(row) }
+                }
+                }
+                impl Lookups~N {
+                // v128 has no C layout on other targets; this module is wasm32 + simd128 only.
+                #[allow(improper_ctypes_definitions)]
                 #[inline(never)]
-                unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128 {
-                    debug_assert_eq!(offsets.len(), N);
+                unsafe extern "C" fn chain<const HALF: usize, const K: usize>(row: *const u32) -> v128 {
                     let half = unsafe { table_base().add(HALF) as *const u8 };
-                    let p = offsets.as_ptr();
+                    // Part K's offsets at a constant distance: folded into the loads' offsets.
+                    let p = unsafe { row.add(K * N) };
                     let e = |j: usize| unsafe { v128_load(half.add(*p.add(j) as usize).cast()) };
                     let mut acc = e(0);
                     seq_macro::seq!(J in 1..N {
@@ -172,21 +192,25 @@ lookup_sums!(4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64);
 
 /// Sums the table entries at `offsets`, relative to `half` (the table plus the half's 16 bytes).
 trait LookupSum {
-    /// Σ of the 16-byte halves at `TABLE + offset + HALF` (HALF 0 or 16).
+    /// Σ of the 16-byte halves at `TABLE + offset + HALF` (HALF 0 or 16) for the `stride`
+    /// offsets of part `K` of the row at `row`.
     /// # Safety
-    /// Every offset must lie inside the table built for this layer.
-    unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128;
+    /// `row` must point to one row's `[8][stride]` offsets, each inside the table built for its
+    /// layer.
+    unsafe fn sum<const HALF: usize, const K: usize>(&self, row: *const u32) -> v128;
 }
 
 /// The loop for strides without a straight-line version (a multiple of [`LOOKUP_BLOCK`]).
-struct LookupLoop;
+struct LookupLoop {
+    stride: usize,
+}
 impl LookupSum for LookupLoop {
     #[inline(always)]
-    unsafe fn sum<const HALF: usize>(offsets: &[u32]) -> v128 {
+    unsafe fn sum<const HALF: usize, const K: usize>(&self, row: *const u32) -> v128 {
         let half = unsafe { table_base().add(HALF) as *const u8 };
         let mut acc = i32x4_splat(0);
-        let mut p = offsets.as_ptr();
-        let end = unsafe { p.add(offsets.len()) };
+        let mut p = unsafe { row.add(K * self.stride) };
+        let end = unsafe { p.add(self.stride) };
         while p != end {
             unsafe {
                 let e = |j: usize| v128_load(half.add(*p.add(j) as usize).cast());
@@ -209,18 +233,33 @@ fn permute<const K: usize>(v: v128) -> v128 {
     }
 }
 
+/// −1 where output lane `i` takes part `k` with a negative sign, else 0.
 #[inline(always)]
-fn sign(i: usize, k: usize) -> i32 {
-    if SIGN[i][i ^ k] > 0.0 { 1 } else { -1 }
+const fn negative(i: usize, k: usize) -> i32 {
+    if SIGN[i][i ^ k] > 0.0 { 0 } else { -1 }
 }
 #[inline(always)]
-fn signs_lo(k: usize) -> v128 {
-    i32x4(sign(0, k), sign(1, k), sign(2, k), sign(3, k))
+fn negative_lo(k: usize) -> v128 {
+    i32x4(negative(0, k), negative(1, k), negative(2, k), negative(3, k))
 }
 #[inline(always)]
-fn signs_hi(k: usize) -> v128 {
-    i32x4(sign(4, k), sign(5, k), sign(6, k), sign(7, k))
+fn negative_hi(k: usize) -> v128 {
+    i32x4(negative(4, k), negative(5, k), negative(6, k), negative(7, k))
 }
+/// Per output lane, how many of the 8 parts enter it negated.
+const NEGATIVE_LANES: [i32; 8] = {
+    let mut count = [0; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut k = 0;
+        while k < 8 {
+            count[i] -= negative(i, k);
+            k += 1;
+        }
+        i += 1;
+    }
+    count
+};
 
 /// Codes of `x` (`[8][in_o]`) into `codes` (`[8][padded]`, zero beyond `in_o`).
 fn quantize_parts(x: &[f32], in_o: usize, padded: usize, quant: Quantizer, codes: &mut [i32]) {
@@ -410,8 +449,9 @@ fn horizontal_sum(v: v128) -> i32 {
 
 /// The head mixer for 64-wide heads; same results as [`super::packed::head_mix_twin`]. The 512
 /// activation codes of a group stay in wasm locals; per output column the 8×8 (i, j) blocks are
-/// straight-line code: per 16 inputs two `dot_i16x8` on a row loaded at a constant offset, one
-/// i32 add, one convert and one f32 add.
+/// straight-line code: per 32 inputs four `dot_i16x8` on a row loaded at a constant offset
+/// (LLVM keeps each row in locals for the 8 heads that use it), three i32 adds, one convert and
+/// one f32 add.
 pub fn head_mix_64(mixer: &super::packed::PackedMixer, z: &[f32], out: &mut [f32]) {
     use super::packed::MIXER_INPUT_RANGE;
     const HD: usize = 64;
@@ -437,13 +477,13 @@ pub fn head_mix_64(mixer: &super::packed::PackedMixer, z: &[f32], out: &mut [f32
                 seq_macro::seq!(J in 0..8 {
                     // SAFETY: part (I ^ J) of row o: 64 codes.
                     let w = unsafe { row.add((I ^ J) * HD * HD) };
-                    let pair = |p: usize| unsafe {
-                        f32x4_convert_i32x4(i32x4_add(
-                            i32x4_dot_i16x8(v128_load(w.add(16 * p).cast()), zc[J * 8 + 2 * p]),
-                            i32x4_dot_i16x8(v128_load(w.add(16 * p + 8).cast()), zc[J * 8 + 2 * p + 1]),
-                        ))
+                    let dot = |n: usize| unsafe { i32x4_dot_i16x8(v128_load(w.add(8 * n).cast()), zc[J * 8 + n]) };
+                    // Blocks of 32 inputs summed exactly in i32 ([`super::packed::MIXER_BLOCK`]).
+                    let block = |b: usize| {
+                        let n = 4 * b;
+                        f32x4_convert_i32x4(i32x4_add(i32x4_add(dot(n), dot(n + 1)), i32x4_add(dot(n + 2), dot(n + 3))))
                     };
-                    let t = f32x4_add(f32x4_add(f32x4_add(pair(0), pair(1)), pair(2)), pair(3));
+                    let t = f32x4_add(block(0), block(1));
                     let u = f32x4_mul(t, f32x4_splat(scales[I ^ J]));
                     a = if SIGN[I][J] > 0.0 { f32x4_add(a, u) } else { f32x4_sub(a, u) };
                 });
