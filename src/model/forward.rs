@@ -154,7 +154,7 @@ impl Model {
                 return Err(InferenceError::TokenOutOfRange { token, vocab_size: self.config.vocab_size });
             }
             let scale = self.embedding.scale;
-            hidden.extend(self.embedding.row(id).iter().map(|&q| f32::from(q) * scale));
+            hidden.extend(self.embedding.row(id).map(|q| f32::from(q) * scale));
         }
         // Drop keys/values a pass that was abandoned midway may have appended.
         for layer in cache.keys.iter_mut().chain(cache.values.iter_mut()) {

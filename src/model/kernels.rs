@@ -121,7 +121,6 @@ pub fn swiglu(g: &mut [f32], u: &[f32]) {
 /// `logits[r] = scale · Σ_c q[r][c] · h[c]` for every row of the int8 head.
 pub fn quantized_logits(head: &QuantizedMatrix, h: &[f32], logits: &mut [f32]) {
     for (r, logit) in logits.iter_mut().enumerate() {
-        let row = head.row(r);
-        *logit = head.scale * row.iter().zip(h).map(|(&q, &x)| f32::from(q) * x).sum::<f32>();
+        *logit = head.scale * head.row(r).zip(h).map(|(q, &x)| f32::from(q) * x).sum::<f32>();
     }
 }

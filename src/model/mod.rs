@@ -85,17 +85,63 @@ pub struct HeadMixer {
 }
 
 /// A symmetric int8 matrix `[rows][cols]` with one scale: the embedding and output head.
+///
+/// Held in **row quads** for the logits kernel: rows go in blocks of 4, and within a block the
+/// values of column pair `p` of rows 0‥3 are 8 consecutive bytes
+/// `[r0·c2p, r0·c2p+1, r1·c2p, r1·c2p+1, r2·…, r3·…]`, so one `i16x8.load8x8_s` and one
+/// `i32x4.dot_i16x8_s` against the pair `(h2p, h2p+1)` advance four rows' sums at once, each in
+/// its own lane (no horizontal sums). Rows after the last whole block stay row-major. `cols` is
+/// even (a model's width is a multiple of 8).
 #[derive(Debug, Clone)]
 pub struct QuantizedMatrix {
     pub rows: usize,
     pub cols: usize,
     pub scale: f32,
+    /// The values in row-quad order (see above).
     pub data: Int8Data,
 }
 
 impl QuantizedMatrix {
-    pub fn row(&self, r: usize) -> &[i8] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
+    /// From row-major values (copied into row-quad order).
+    pub fn from_rows(rows: usize, cols: usize, scale: f32, values: &[i8]) -> QuantizedMatrix {
+        assert!(cols % 2 == 0 && values.len() == rows * cols, "{rows}×{cols} matrix from {} values", values.len());
+        let mut bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        to_row_quads(&mut bytes, rows, cols);
+        QuantizedMatrix { rows, cols, scale, data: Int8Data::from_bytes(bytes) }
+    }
+
+    /// Where value (r, c) is stored in `data`.
+    #[inline]
+    pub fn index(&self, r: usize, c: usize) -> usize {
+        row_quad_index(self.rows, self.cols, r, c)
+    }
+
+    /// The values of row `r`, in column order.
+    pub fn row(&self, r: usize) -> impl Iterator<Item = i8> + '_ {
+        (0..self.cols).map(move |c| self.data[self.index(r, c)])
+    }
+
+    /// Rows stored in whole blocks of 4 (the rest are row-major after them).
+    pub fn quad_rows(&self) -> usize {
+        self.rows / 4 * 4
+    }
+}
+
+/// Index of value (r, c) of a `rows × cols` matrix in row-quad order ([`QuantizedMatrix`]).
+#[inline]
+pub fn row_quad_index(rows: usize, cols: usize, r: usize, c: usize) -> usize {
+    if r < rows / 4 * 4 { (r / 4) * 4 * cols + (c / 2) * 8 + (r % 4) * 2 + c % 2 } else { r * cols + c }
+}
+
+/// Rearranges a row-major `rows × cols` matrix (even `cols`) into row-quad order in place, one
+/// block of 4 rows at a time through a buffer of 4 rows.
+pub fn to_row_quads(bytes: &mut [u8], rows: usize, cols: usize) {
+    assert!(cols % 2 == 0 && bytes.len() >= rows * cols);
+    let block = 4 * cols;
+    let mut rows4 = vec![0u8; block];
+    for quad in bytes[..rows / 4 * block].chunks_exact_mut(block) {
+        rows4.copy_from_slice(quad);
+        packed::interleave_rows4(&rows4, quad);
     }
 }
 
@@ -109,9 +155,8 @@ pub struct Int8Data {
 }
 
 impl Int8Data {
-    pub fn from_values(values: Vec<i8>) -> Int8Data {
-        let len = values.len();
-        let bytes = values.into_iter().map(|v| v as u8).collect();
+    pub fn from_bytes(bytes: Vec<u8>) -> Int8Data {
+        let len = bytes.len();
         Int8Data { bytes: Arc::new(bytes), start: 0, len }
     }
     /// Whether these values live inside the file bytes rather than in a copy.
@@ -233,14 +278,24 @@ impl<'f, 'a> Records<'f, 'a> {
             let start = (e.data.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
             (start + e.data.len() <= file.len()).then(|| Int8Data { bytes: owned.clone(), start, len: e.data.len() })
         });
-        let data = inside.unwrap_or_else(|| Int8Data::from_values(e.data.iter().map(|&b| b as i8).collect()));
-        Ok(QuantizedMatrix { rows, cols, scale: e.scale, data })
+        // Shared bytes were put in row-quad order by `load_owned`; a copy is rearranged here.
+        Ok(match inside {
+            Some(data) => QuantizedMatrix { rows, cols, scale: e.scale, data },
+            None => {
+                let mut bytes = e.data.to_vec();
+                to_row_quads(&mut bytes, rows, cols);
+                QuantizedMatrix { rows, cols, scale: e.scale, data: Int8Data::from_bytes(bytes) }
+            }
+        })
     }
 }
 
 fn finite(name: &str, values: Vec<f32>) -> Result<Vec<f32>, LoadError> {
     if values.iter().all(|v| v.is_finite()) { Ok(values) } else { Err(LoadError::NonFinite { name: name.to_string() }) }
 }
+
+/// The records loaded as [`QuantizedMatrix`] (kept in row-quad order).
+const INT8_MATRICES: [&str; 2] = ["tok_embeddings.weight", "output.weight"];
 
 impl Model {
     /// Parses and assembles a model from the bytes of a `.walsh` file.
@@ -250,7 +305,27 @@ impl Model {
 
     /// Like [`Model::load`], but keeps the file bytes and reads the int8 embedding (and output
     /// head) in place instead of copying them: the heap holds the file once, not twice.
-    pub fn load_owned(bytes: Vec<u8>) -> Result<Model, LoadError> {
+    pub fn load_owned(mut bytes: Vec<u8>) -> Result<Model, LoadError> {
+        // The int8 matrices go into row-quad order in place (see [`QuantizedMatrix`]) before
+        // the bytes are shared; a first parse (it copies nothing) finds them.
+        let matrices = {
+            let file = WalshFile::parse(&bytes)?;
+            let base = bytes.as_ptr() as usize;
+            file.records
+                .iter()
+                .filter(|r| INT8_MATRICES.contains(&r.name.as_ref()))
+                .filter_map(|r| match &r.payload {
+                    Payload::Embedding(e) if e.cols % 2 == 0 && Some(e.data.len()) == e.rows.checked_mul(e.cols) => {
+                        Some(((e.data.as_ptr() as usize).checked_sub(base)?, e.rows, e.cols))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        for (start, rows, cols) in matrices {
+            // In bounds: the parser returned a slice of `bytes` of rows · cols values.
+            to_row_quads(&mut bytes[start..start + rows * cols], rows, cols);
+        }
         let owned = Arc::new(bytes);
         let file = WalshFile::parse(&owned)?;
         Model::assemble(&file, Some((owned.as_slice(), owned.clone())))

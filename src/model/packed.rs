@@ -239,6 +239,27 @@ pub fn build_table_twin(layer: &TernaryLinear, x: &[f32], quant: Quantizer, tabl
     }
 }
 
+/// Twin of the SIMD interleave: 4 row-major rows (`rows4`, `4 · cols` bytes) into one row-quad
+/// block ([`super::QuantizedMatrix`]): 2-byte unit `p` of row `j` goes to unit `4p + j`.
+pub fn interleave_rows4_twin(rows4: &[u8], quad: &mut [u8]) {
+    let cols = rows4.len() / 4;
+    for (j, row) in rows4.chunks_exact(cols).enumerate() {
+        for (p, pair) in row.chunks_exact(2).enumerate() {
+            quad[8 * p + 2 * j..][..2].copy_from_slice(pair);
+        }
+    }
+}
+
+/// [`interleave_rows4_twin`] with the fastest kernel of this build (run once per 4 vocabulary
+/// rows at load time).
+pub fn interleave_rows4(rows4: &[u8], quad: &mut [u8]) {
+    assert!(rows4.len() == quad.len() && rows4.len() % 8 == 0);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::interleave_rows4(rows4, quad);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    interleave_rows4_twin(rows4, quad)
+}
+
 /// Largest hidden-state code for int8 logits over `cols` columns: the i32 dot cannot overflow.
 pub fn logits_quant_range(cols: usize) -> i32 {
     (i32::MAX as usize / (127 * cols.max(1))).min(i16::MAX as usize) as i32
@@ -254,16 +275,33 @@ pub fn quantize_hidden(h: &[f32], codes: &mut [i16]) -> Result<Quantizer, f32> {
     Ok(quant)
 }
 
-/// Twin of the SIMD logits kernel: `logits[r] = scale · Σ_c data[r][c] · h[c]`.
-pub fn int8_logits_twin(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut [f32]) {
+/// Twin of the SIMD logits kernel: `logits[r] = scale · Σ_c head[r][c] · h[c]` (`h` has
+/// `head.cols` values; one logit per row, at most `logits.len()`). The sums are exact in i32, so
+/// the row-quad order of the data does not change them.
+pub fn int8_logits_twin(head: &super::QuantizedMatrix, h: &[f32], logits: &mut [f32]) {
+    let cols = head.cols;
     let mut codes = vec![0i16; cols];
-    let quant = match quantize_hidden(h, &mut codes) {
+    let quant = match quantize_hidden(&h[..cols], &mut codes) {
         Ok(q) => q,
         Err(m) => return degenerate_output(m, logits),
     };
-    let factor = scale * quant.step;
-    for (row, logit) in data.chunks_exact(cols).zip(logits.iter_mut()) {
-        let dot: i32 = row.iter().zip(&codes).map(|(&w, &c)| i32::from(w) * i32::from(c)).sum();
+    let factor = head.scale * quant.step;
+    let rows = head.rows.min(logits.len());
+    let quads = rows.min(head.quad_rows()) / 4;
+    let (quad_logits, rest) = logits[..rows].split_at_mut(4 * quads);
+    for (block, out) in head.data.chunks_exact(4 * cols).zip(quad_logits.chunks_exact_mut(4)) {
+        let mut sums = [0i32; 4];
+        for (units, pair) in block.chunks_exact(8).zip(codes.chunks_exact(2)) {
+            for (j, sum) in sums.iter_mut().enumerate() {
+                *sum += i32::from(units[2 * j]) * i32::from(pair[0]) + i32::from(units[2 * j + 1]) * i32::from(pair[1]);
+            }
+        }
+        for (logit, sum) in out.iter_mut().zip(sums) {
+            *logit = sum as f32 * factor;
+        }
+    }
+    for (r, logit) in rest.iter_mut().enumerate() {
+        let dot: i32 = head.row(4 * quads + r).zip(&codes).map(|(w, &c)| i32::from(w) * i32::from(c)).sum();
         *logit = dot as f32 * factor;
     }
 }
@@ -538,9 +576,9 @@ thread_local! {
 /// Logits of the int8 head with the fastest kernel of this build.
 pub fn int8_logits(head: &super::QuantizedMatrix, h: &[f32], logits: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    super::simd::int8_logits(&head.data, head.cols, head.scale, h, logits);
+    super::simd::int8_logits(head, h, logits);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    int8_logits_twin(&head.data, head.cols, head.scale, h, logits);
+    int8_logits_twin(head, h, logits);
 }
 
 #[cfg(test)]
@@ -740,14 +778,23 @@ mod tests {
                 assert_eq!(simd::argmax(&v), crate::sampling::argmax(&v), "argmax -inf n {n}");
             }
         }
+        for cols in [8, 16, 24, 512, 520] {
+            let rows4: Vec<u8> = (0..4 * cols).map(|_| rng.next_u32() as u8).collect();
+            let mut twin = vec![0u8; 4 * cols];
+            interleave_rows4_twin(&rows4, &mut twin);
+            let mut fast = vec![1u8; 4 * cols];
+            simd::interleave_rows4(&rows4, &mut fast);
+            assert_eq!(fast, twin, "interleave cols {cols}");
+        }
         for cols in [256, 384, 512, 768, 8, 1000] {
             for rows in [1, 4, 37] {
                 let data: Vec<i8> = (0..rows * cols).map(|_| ((rng.next_u32() % 255) as i32 - 127) as i8).collect();
+                let head = crate::model::QuantizedMatrix::from_rows(rows, cols, 0.02, &data);
                 let h = random_f32(&mut rng, cols, 2.0);
                 let mut twin = vec![0.0; rows];
-                int8_logits_twin(&data, cols, 0.02, &h, &mut twin);
+                int8_logits_twin(&head, &h, &mut twin);
                 let mut fast = vec![1.0; rows];
-                simd::int8_logits(&data, cols, 0.02, &h, &mut fast);
+                simd::int8_logits(&head, &h, &mut fast);
                 assert_eq!(fast, twin, "logits cols {cols} rows {rows}");
             }
         }
@@ -792,22 +839,44 @@ mod tests {
     }
 
     #[test]
+    fn row_quads_hold_every_value_where_the_index_says() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for (rows, cols) in [(9, 8), (4, 24), (3, 16), (13, 40), (8, 512)] {
+            let values: Vec<i8> = (0..rows * cols).map(|_| rng.next_u32() as i8).collect();
+            let m = crate::model::QuantizedMatrix::from_rows(rows, cols, 1.0, &values);
+            assert_eq!(m.data.len(), values.len());
+            let mut seen = vec![false; values.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let i = m.index(r, c);
+                    // The layout as documented, written out independently of `row_quad_index`.
+                    let expected = if r < rows / 4 * 4 {
+                        (r / 4) * 4 * cols + (c / 2) * 8 + (r % 4) * 2 + c % 2
+                    } else {
+                        r * cols + c
+                    };
+                    assert_eq!(i, expected, "{rows}×{cols} ({r}, {c})");
+                    assert_eq!(m.data[i], values[r * cols + c], "{rows}×{cols} ({r}, {c})");
+                    seen[i] = true;
+                }
+                assert!(m.row(r).eq(values[r * cols..(r + 1) * cols].iter().copied()));
+            }
+            assert!(seen.iter().all(|&s| s), "{rows}×{cols}: a permutation");
+        }
+    }
+
+    #[test]
     fn int8_logits_twin_matches_f32_reference_within_rounding() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         for cols in [8, 512, 1024] {
             let rows = 37;
             let data: Vec<i8> = (0..rows * cols).map(|_| (rng.next_u32() % 255) as i8).map(|v| v.max(-127)).collect();
             let h = random_f32(&mut rng, cols, 4.0);
-            let head = crate::model::QuantizedMatrix {
-                rows,
-                cols,
-                scale: 0.01,
-                data: crate::model::Int8Data::from_values(data.clone()),
-            };
+            let head = crate::model::QuantizedMatrix::from_rows(rows, cols, 0.01, &data);
             let mut expected = vec![0.0; rows];
             kernels::quantized_logits(&head, &h, &mut expected);
             let mut got = vec![0.0; rows];
-            int8_logits_twin(&data, cols, 0.01, &h, &mut got);
+            int8_logits_twin(&head, &h, &mut got);
             let step = absmax(&h) / logits_quant_range(cols) as f32;
             for (a, b) in got.iter().zip(&expected) {
                 let bound = 0.01 * 127.0 * step * cols as f32 / 2.0 + 1e-5 * b.abs();

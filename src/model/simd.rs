@@ -337,114 +337,137 @@ unsafe fn build_group(t: *mut v128, x: &[[v128; 2]; 4]) {
     });
 }
 
-/// Hidden-state codes for the logits (`[cols / 8]` vectors of 8 × i16).
-static mut HIDDEN: [v128; 1024] = [unsafe { core::mem::zeroed() }; 1024];
+/// [`super::packed::interleave_rows4_twin`], 16 bytes of each row at a time: two rounds of
+/// interleaving (2-byte units, then 4-byte pairs of them) turn 4 rows' units `u0‥u7` into
+/// `r0u0 r1u0 r2u0 r3u0 r0u1 …`.
+pub fn interleave_rows4(rows4: &[u8], quad: &mut [u8]) {
+    let cols = rows4.len() / 4;
+    let chunks = cols / 16;
+    for c in 0..chunks {
+        // SAFETY: 16 bytes at 16c of each row (16c + 16 ≤ cols), 64 bytes at 64c of the block
+        // (64c + 64 ≤ 4 · cols).
+        unsafe {
+            let row = |j: usize| v128_load(rows4.as_ptr().add(j * cols + 16 * c).cast());
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            let a_lo = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r0, r1);
+            let a_hi = i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r0, r1);
+            let b_lo = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r2, r3);
+            let b_hi = i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r2, r3);
+            let out = quad.as_mut_ptr().add(64 * c);
+            v128_store(out.cast(), i32x4_shuffle::<0, 4, 1, 5>(a_lo, b_lo));
+            v128_store(out.add(16).cast(), i32x4_shuffle::<2, 6, 3, 7>(a_lo, b_lo));
+            v128_store(out.add(32).cast(), i32x4_shuffle::<0, 4, 1, 5>(a_hi, b_hi));
+            v128_store(out.add(48).cast(), i32x4_shuffle::<2, 6, 3, 7>(a_hi, b_hi));
+        }
+    }
+    // Columns past the last 16 (fewer than 8 units per row).
+    for j in 0..4 {
+        for p in 8 * chunks..cols / 2 {
+            quad[8 * p + 2 * j..][..2].copy_from_slice(&rows4[j * cols + 2 * p..][..2]);
+        }
+    }
+}
 
-/// `logits[r] = scale · Σ_c data[r][c] · h[c]`; same results as [`super::packed::int8_logits_twin`].
-pub fn int8_logits(data: &[i8], cols: usize, scale: f32, h: &[f32], logits: &mut [f32]) {
-    if cols % 8 != 0 || cols > 8 * 1024 {
-        return super::packed::int8_logits_twin(data, cols, scale, h, logits);
+/// Hidden-state code pairs for the logits: vector `p` is `(h[2p], h[2p+1])` as i16, four times.
+static mut HIDDEN_PAIRS: [v128; 1024] = [unsafe { core::mem::zeroed() }; 1024];
+
+/// `logits[r] = scale · Σ_c head[r][c] · h[c]`; same results as
+/// [`super::packed::int8_logits_twin`]. Four rows at a time from the row-quad layout
+/// ([`super::QuantizedMatrix`]): each dot product advances all four sums, one per lane.
+pub fn int8_logits(head: &super::QuantizedMatrix, h: &[f32], logits: &mut [f32]) {
+    let cols = head.cols;
+    if cols % 8 != 0 || cols > 2 * 1024 {
+        return super::packed::int8_logits_twin(head, h, logits);
     }
     let m = absmax(&h[..cols]);
     let Some(quant) = Quantizer::new(m, logits_quant_range(cols)) else {
         degenerate_output(m, logits);
         return;
     };
-    // SAFETY: single-threaded, not re-entered; cols / 8 ≤ 1024 checked above.
-    let hidden = unsafe { &mut (&mut *addr_of_mut!(HIDDEN))[..cols / 8] };
+    // SAFETY: single-threaded, not re-entered; cols / 2 ≤ 1024 checked above.
+    let pairs = unsafe { &mut (&mut *addr_of_mut!(HIDDEN_PAIRS))[..cols / 2] };
     let inv = f32x4_splat(quant.inv);
-    for (dst, chunk) in hidden.iter_mut().zip(h.chunks_exact(8)) {
-        unsafe {
-            *dst = codes8(chunk.as_ptr(), inv);
-        }
+    for (chunk, dst) in h.chunks_exact(8).zip(pairs.chunks_exact_mut(4)) {
+        // SAFETY: 8 floats.
+        let c = unsafe { codes8(chunk.as_ptr(), inv) };
+        // i32 lane q of the codes is the pair (c[2q], c[2q+1]).
+        dst[0] = i32x4_shuffle::<0, 0, 0, 0>(c, c);
+        dst[1] = i32x4_shuffle::<1, 1, 1, 1>(c, c);
+        dst[2] = i32x4_shuffle::<2, 2, 2, 2>(c, c);
+        dst[3] = i32x4_shuffle::<3, 3, 3, 3>(c, c);
     }
-    let factor = scale * quant.step;
-    let rows = logits.len().min(data.len() / cols);
+    let factor = head.scale * quant.step;
+    let rows = head.rows.min(logits.len());
+    let quads = rows.min(head.quad_rows()) / 4;
+    let (quad_logits, rest) = logits[..rows].split_at_mut(4 * quads);
+    let data = &head.data[..quads * 4 * cols];
     match cols {
-        256 => logits_256(data, hidden, factor, &mut logits[..rows]),
-        384 => logits_384(data, hidden, factor, &mut logits[..rows]),
-        512 => logits_512(data, hidden, factor, &mut logits[..rows]),
-        768 => logits_768(data, hidden, factor, &mut logits[..rows]),
-        _ => logits_any(data, cols, hidden, factor, &mut logits[..rows]),
+        256 => quads_256(data, pairs, factor, quad_logits),
+        384 => quads_384(data, pairs, factor, quad_logits),
+        512 => quads_512(data, pairs, factor, quad_logits),
+        768 => quads_768(data, pairs, factor, quad_logits),
+        _ => quads_any(data, pairs, factor, quad_logits),
+    }
+    // The last rows (fewer than 4, row-major): scalar.
+    let code = |c: usize| {
+        let pair = pairs[c / 2];
+        i32::from(if c % 2 == 0 { i16x8_extract_lane::<0>(pair) } else { i16x8_extract_lane::<1>(pair) })
+    };
+    for (r, logit) in rest.iter_mut().enumerate() {
+        let dot =
+            head.row(4 * quads + r).enumerate().fold(0i32, |acc, (c, w)| acc.wrapping_add(i32::from(w) * code(c)));
+        *logit = dot as f32 * factor;
     }
 }
 
-/// One row's dot product: per 8 weights `i16x8.load8x8_s` + `i32x4.dot_i16x8_s` + `i32x4.add`.
+/// Scales the four rows' sums and stores them.
 #[inline(always)]
-unsafe fn row_dot(row: *const i8, hidden: &[v128]) -> v128 {
-    let mut acc = i32x4_splat(0);
-    for (m, &hv) in hidden.iter().enumerate() {
-        acc = i32x4_add(acc, i32x4_dot_i16x8(unsafe { i16x8_load_extend_i8x8(row.add(8 * m)) }, hv));
-    }
-    acc
-}
-
-/// Sums of 4 accumulators into one vector (lane r = Σ lanes of `a_r`).
-#[inline(always)]
-fn reduce4(a: v128, b: v128, c: v128, d: v128) -> v128 {
-    let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
-    let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
-    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
-}
-
 fn finish_rows(sums: v128, factor: f32, out: &mut [f32]) {
     let v = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(factor));
-    // SAFETY: out has exactly 4 elements.
+    assert!(out.len() >= 4);
+    // SAFETY: out has at least 4 elements.
     unsafe { v128_store(out.as_mut_ptr().cast(), v) };
 }
 
-/// Rows of a width known at compile time (`8·$n` columns): the hidden state stays in wasm locals
-/// across all rows and the row loop is straight-line code with constant load offsets. Per 8
-/// weights: `local.get` (row), `i16x8.load8x8_s offset=…`, `local.get` (hidden), `dot`, `add`.
-macro_rules! logits_fixed {
-    ($name:ident, $n:literal) => {
-        fn $name(data: &[i8], hidden: &[v128], factor: f32, logits: &mut [f32]) {
-            const COLS: usize = 8 * $n;
-            let hv: [v128; $n] = core::array::from_fn(|m| hidden[m]);
-            #[inline(always)]
-            fn dot(row: *const i8, hv: &[v128; $n]) -> v128 {
-                let mut acc = i32x4_splat(0);
-                seq_macro::seq!(M in 0..$n {
-                    // SAFETY: the row has COLS bytes.
-                    acc = i32x4_add(acc, i32x4_dot_i16x8(unsafe { i16x8_load_extend_i8x8(row.add(8 * M)) }, hv[M]));
+/// Row quads of a width known at compile time (`2·$pairs` columns): the hidden pairs stay in
+/// wasm locals across all rows and each quad is straight-line code with constant load offsets.
+/// Per 8 weights (4 rows × 2 columns): `local.get` (quad), `i16x8.load8x8_s offset=…`,
+/// `local.get` (pair), `i32x4.dot_i16x8_s`, `i32x4.add`.
+macro_rules! logits_quads {
+    ($name:ident, $pairs:literal) => {
+        fn $name(data: &[i8], pairs: &[v128], factor: f32, logits: &mut [f32]) {
+            const BLOCK: usize = 8 * $pairs;
+            let hp: [v128; $pairs] = core::array::from_fn(|p| pairs[p]);
+            assert!(data.len() >= logits.len() / 4 * BLOCK);
+            let mut quad = data.as_ptr();
+            for out in logits.chunks_exact_mut(4) {
+                // SAFETY: one block of BLOCK bytes per 4 logits (asserted above).
+                let load = |p: usize| unsafe { i16x8_load_extend_i8x8(quad.add(8 * p)) };
+                let mut acc = i32x4_dot_i16x8(load(0), hp[0]);
+                seq_macro::seq!(P in 1..$pairs {
+                    acc = i32x4_add(acc, i32x4_dot_i16x8(load(P), hp[P]));
                 });
-                acc
-            }
-            let mut blocks = logits.chunks_exact_mut(4);
-            let mut r = 0;
-            for out in &mut blocks {
-                let base = data[r * COLS..(r + 4) * COLS].as_ptr();
-                // SAFETY: 4 rows of COLS bytes, checked by the slice above.
-                let sums = unsafe { reduce4(dot(base, &hv), dot(base.add(COLS), &hv), dot(base.add(2 * COLS), &hv), dot(base.add(3 * COLS), &hv)) };
-                finish_rows(sums, factor, out);
-                r += 4;
-            }
-            for out in blocks.into_remainder() {
-                let acc = dot(data[r * COLS..(r + 1) * COLS].as_ptr(), &hv);
-                *out = horizontal_sum(acc) as f32 * factor;
-                r += 1;
+                finish_rows(acc, factor, out);
+                quad = quad.wrapping_add(BLOCK);
             }
         }
     };
 }
-logits_fixed!(logits_256, 32);
-logits_fixed!(logits_384, 48);
-logits_fixed!(logits_512, 64);
-logits_fixed!(logits_768, 96);
+logits_quads!(quads_256, 128);
+logits_quads!(quads_384, 192);
+logits_quads!(quads_512, 256);
+logits_quads!(quads_768, 384);
 
-fn logits_any(data: &[i8], cols: usize, hidden: &[v128], factor: f32, logits: &mut [f32]) {
-    for (r, out) in logits.iter_mut().enumerate() {
-        // SAFETY: row r has `cols` bytes.
-        let acc = unsafe { row_dot(data[r * cols..(r + 1) * cols].as_ptr(), hidden) };
-        *out = horizontal_sum(acc) as f32 * factor;
+fn quads_any(data: &[i8], pairs: &[v128], factor: f32, logits: &mut [f32]) {
+    let block = 8 * pairs.len();
+    for (quad, out) in data.chunks_exact(block).zip(logits.chunks_exact_mut(4)) {
+        let mut acc = i32x4_splat(0);
+        for (p, &hp) in pairs.iter().enumerate() {
+            // SAFETY: p < pairs.len(): 8 bytes inside this block.
+            acc = i32x4_add(acc, i32x4_dot_i16x8(unsafe { i16x8_load_extend_i8x8(quad.as_ptr().add(8 * p)) }, hp));
+        }
+        finish_rows(acc, factor, out);
     }
-}
-
-fn horizontal_sum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v)
-        .wrapping_add(i32x4_extract_lane::<1>(v))
-        .wrapping_add(i32x4_extract_lane::<2>(v))
-        .wrapping_add(i32x4_extract_lane::<3>(v))
 }
 
 /// The head mixer for 64-wide heads; same results as [`super::packed::head_mix_twin`]. The 512
