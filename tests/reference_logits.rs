@@ -11,7 +11,11 @@ const LOGIT_TOLERANCE: f32 = 1e-3;
 fn check_set(set: &str, model_file: &str) {
     let Some(data) = test_support::testdata() else { return };
     let dir = data.join(set);
-    let model = Model::load(&std::fs::read(dir.join(model_file)).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join(model_file)).unwrap();
+    let model = Model::load(&bytes).unwrap();
+    // The canister's loader rearranges the int8 matrix inside the file bytes instead of in a
+    // copy; it must compute exactly the same logits.
+    let owned = Model::load_owned(bytes).unwrap();
     let reference = test_support::reference(&dir);
     let (shape, all_logits) = test_support::read_npy_f32(&dir.join("reference_walsh_logits_first5.npy"));
     assert_eq!(shape, [reference.prompts.len(), 5, model.config.vocab_size]);
@@ -21,8 +25,11 @@ fn check_set(set: &str, model_file: &str) {
     for (p, prompt) in reference.prompts.iter().enumerate() {
         let options = GenerateOptions { max_tokens: 40, sampling: SamplingParams::default(), seed: 0, stop_token: None };
         let mut generator = Generator::new(&model, &prompt.prompt_ids, &options).unwrap();
+        let mut twin = Generator::new(&owned, &prompt.prompt_ids, &options).unwrap();
         let mut step_index = 0;
         while generator.step(&model).unwrap().is_some() {
+            twin.step(&owned).unwrap();
+            assert_eq!(generator.last_logits(), twin.last_logits(), "{set}/{model_file}: load_owned differs from load");
             if step_index < 5 {
                 let expected = &all_logits[(p * 5 + step_index) * vocab..][..vocab];
                 let diff = generator.last_logits().iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
