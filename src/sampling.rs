@@ -51,7 +51,7 @@ impl SamplingParams {
 }
 
 /// Scaled logits this far below the largest are not sampled (weight < e^-40 each).
-pub const SAMPLING_CUTOFF: f32 = 40.0;
+pub use crate::model::packed::SAMPLING_CUTOFF;
 
 /// Index of the largest logit (the first one on ties); NaN never wins.
 pub fn argmax(logits: &[f32]) -> Option<usize> {
@@ -102,67 +102,90 @@ impl Sampler {
                 .ok_or(SamplingError::NoFiniteLogits);
         }
         let t = self.params.temperature;
-        // One pass scales the logits and finds the largest; only candidates within SAMPLING_CUTOFF of
-        // it are kept (the rest carry under e^-40 of the mass each, invisible to a 53-bit draw
-        // in practice) — on the IC a full sort of a 50k vocabulary cost more than the model.
-        let mut candidates: Vec<(usize, f32)> = Vec::with_capacity(logits.len());
-        let mut max = f32::NEG_INFINITY;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > f32::NEG_INFINITY {
-                let scaled = v / t;
-                max = if scaled > max { scaled } else { max };
-                candidates.push((i, scaled));
+        let max = crate::model::packed::max_scaled(logits, t).ok_or(SamplingError::NoFiniteLogits)?;
+        WEIGHTS.with_borrow_mut(|weights| {
+            // One pass gives every token its unnormalized probability exp(v/t − max) (0 beyond
+            // SAMPLING_CUTOFF, carrying under e^-40 of the mass each): on the IC a sort or a
+            // scalar exp per entry of a 50k vocabulary cost more than the model.
+            weights.resize(logits.len(), 0.0);
+            crate::model::packed::sampling_weights(logits, t, max, weights);
+            if self.params.top_k.is_none() && self.params.top_p.is_none() {
+                return Ok(self.draw(weights.iter().copied().enumerate()));
             }
-        }
-        if max == f32::NEG_INFINITY {
-            return Err(SamplingError::NoFiniteLogits);
-        }
-        let floor = max - SAMPLING_CUTOFF;
-        candidates.retain(|c| c.1 >= floor);
-        // Most likely first, ties by index: only needed (and only paid for) with top-k or top-p.
-        let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if let Some(k) = self.params.top_k {
-            if k < candidates.len() {
-                candidates.select_nth_unstable_by(k - 1, order);
-                let kth = candidates[k - 1].1;
-                candidates.retain(|c| c.1 >= kth);
-            }
-            candidates.sort_unstable_by(order);
-        } else if self.params.top_p.is_some() {
-            candidates.sort_unstable_by(order);
-        }
-        let mut probs: Vec<f64> = candidates
-            .iter()
-            .map(|c| {
-                let d = c.1 - max;
-                // +inf logits: every infinite one equally likely.
-                f64::from(if d.is_nan() { 1.0 } else { crate::model::packed::exp_twin(d) })
-            })
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if let Some(top_p) = self.params.top_p {
-            let mut cumulative = 0.0;
-            let mut keep = probs.len();
-            for (i, p) in probs.iter().enumerate() {
-                cumulative += p;
-                if cumulative >= top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-        }
-        let mass: f64 = probs.iter().sum();
-        let mut r = self.uniform() * mass;
-        for (c, p) in candidates.iter().zip(&probs) {
-            if r < *p {
-                return Ok(c.0 as u32);
-            }
-            r -= p;
-        }
-        Ok(candidates[probs.len() - 1].0 as u32)
+            let kept = most_likely(weights, self.params.top_k, self.params.top_p);
+            Ok(self.draw(kept.into_iter()))
+        })
     }
+
+    /// Draws one index with probability proportional to its weight (in the given order).
+    fn draw(&mut self, weighted: impl Iterator<Item = (usize, f32)> + Clone) -> u32 {
+        let total: f64 = weighted.clone().map(|(_, w)| f64::from(w)).sum();
+        let mut r = self.uniform() * total;
+        let mut last = 0;
+        for (i, w) in weighted.filter(|&(_, w)| w > 0.0) {
+            let w = f64::from(w);
+            if r < w {
+                return i as u32;
+            }
+            r -= w;
+            last = i;
+        }
+        // Rounding left r at or above the last weight: the last candidate.
+        last as u32
+    }
+}
+
+/// The tokens top-k and/or top-p keep, most likely first (by weight, then index), with their
+/// weights. Only the most likely tokens are ordered, and only as many as the limits need.
+pub fn most_likely(weights: &[f32], top_k: Option<usize>, top_p: Option<f32>) -> Vec<(usize, f32)> {
+    let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut candidates: Vec<(usize, f32)> =
+        weights.iter().enumerate().filter(|&(_, &w)| w > 0.0).map(|(i, &w)| (i, w)).collect();
+    if let Some(k) = top_k {
+        if k < candidates.len() {
+            candidates.select_nth_unstable_by(k - 1, order);
+            let kth = candidates[k - 1].1;
+            // Ties with the k-th are kept: equally likely tokens are not dropped by index.
+            candidates.retain(|c| c.1 >= kth);
+        }
+    }
+    let Some(top_p) = top_p else {
+        candidates.sort_unstable_by(order);
+        return candidates;
+    };
+    if candidates.is_empty() {
+        return candidates;
+    }
+    // The smallest most-likely prefix whose mass reaches top_p of the total: select and sort a
+    // prefix, growing it until it does (a flat distribution may need them all).
+    let total: f64 = candidates.iter().map(|c| f64::from(c.1)).sum();
+    let goal = f64::from(top_p) * total;
+    let mut prefix = 64.min(candidates.len());
+    loop {
+        if prefix < candidates.len() {
+            candidates.select_nth_unstable_by(prefix - 1, order);
+        }
+        candidates[..prefix].sort_unstable_by(order);
+        let mut cumulative = 0.0;
+        let reached = candidates[..prefix].iter().position(|c| {
+            cumulative += f64::from(c.1);
+            cumulative >= goal
+        });
+        match reached {
+            Some(last) => {
+                candidates.truncate(last + 1);
+                return candidates;
+            }
+            None if prefix == candidates.len() => return candidates,
+            None => prefix = (4 * prefix).min(candidates.len()),
+        }
+    }
+}
+
+thread_local! {
+    /// Per-token sampling weights, one per vocabulary entry, reused between tokens (a session
+    /// does not keep its own).
+    static WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -218,6 +241,42 @@ mod tests {
             let expected = (id as f64).exp() / z;
             let seen = a.iter().filter(|&&x| x == id).count() as f64 / a.len() as f64;
             assert!((seen - expected).abs() < 0.015, "id {id}: {seen} vs {expected}");
+        }
+    }
+
+    /// `most_likely` against a full sort of every candidate.
+    #[test]
+    fn most_likely_matches_a_full_sort() {
+        use rand_core::RngCore;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for (n, spread) in [(5000, 12.0f32), (5000, 0.5), (300, 40.0), (3, 1.0)] {
+            let mut weights: Vec<f32> =
+                (0..n).map(|_| (-(rng.next_u32() as f32 / u32::MAX as f32) * spread).exp()).collect();
+            weights[n / 2] = 0.0;
+            weights[0] = weights[n - 1]; // a tie
+            for top_k in [None, Some(1), Some(2), Some(7), Some(n + 1)] {
+                for top_p in [None, Some(0.05f32), Some(0.5), Some(0.95), Some(1.0)] {
+                    let got = most_likely(&weights, top_k, top_p);
+                    let mut all: Vec<(usize, f32)> =
+                        weights.iter().copied().enumerate().filter(|&(_, w)| w > 0.0).collect();
+                    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    if let Some(k) = top_k.filter(|&k| k < all.len()) {
+                        let kth = all[k - 1].1;
+                        all.retain(|c| c.1 >= kth);
+                    }
+                    if let Some(p) = top_p {
+                        // The smallest prefix reaching p of the mass (within summation rounding).
+                        let total: f64 = all.iter().map(|c| f64::from(c.1)).sum();
+                        let goal = f64::from(p) * total;
+                        let mass = |len: usize| all[..len].iter().map(|c| f64::from(c.1)).sum::<f64>();
+                        assert!(got.len() >= 1 && got.len() <= all.len(), "n {n} k {top_k:?} p {top_p:?}");
+                        assert!(mass(got.len()) >= goal * (1.0 - 1e-12), "n {n} k {top_k:?} p {top_p:?}: too few");
+                        assert!(mass(got.len() - 1) < goal * (1.0 + 1e-12), "n {n} k {top_k:?} p {top_p:?}: too many");
+                        all.truncate(got.len());
+                    }
+                    assert_eq!(got, all, "n {n} k {top_k:?} p {top_p:?}");
+                }
+            }
         }
     }
 

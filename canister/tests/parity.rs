@@ -7,6 +7,10 @@ mod common;
 use candid::Encode;
 use common::{Canister, greedy, tokenizer_json};
 use walsh_canister::api::*;
+use walsh_engine::generate::{GenerateOptions, Generator};
+use walsh_engine::model::Model;
+use walsh_engine::sampling::SamplingParams;
+use walsh_engine::tokenizer::Tokenizer;
 
 fn check(set: &str) {
     let Some(data) = test_support::testdata() else {
@@ -29,8 +33,17 @@ fn check(set: &str) {
         // models far under the query budget) and equals the reference.
         let generation = generation.unwrap_or_else(|e| panic!("{set} {:?}: {e:?}", p.prompt));
         assert_eq!(generation.prompt_ids, p.prompt_ids, "{set} {:?}", p.prompt);
-        assert_eq!(generation.stop, StopReason::MaxTokens, "{set} {:?}", p.prompt);
-        assert_eq!(generation.ids, p.walsh.greedy_ids, "{set} {:?}: generate query", p.prompt);
+        assert_eq!(
+            generation.stop,
+            StopReason::MaxTokens,
+            "{set} {:?}",
+            p.prompt
+        );
+        assert_eq!(
+            generation.ids, p.walsh.greedy_ids,
+            "{set} {:?}: generate query",
+            p.prompt
+        );
 
         let mut chunk: SessionChunk = c
             .update::<Result<SessionChunk, Error>>(
@@ -70,12 +83,52 @@ fn check(set: &str) {
         let kv_floor = 2 * u64::from(info.n_layer) * u64::from(info.n_embd) * 4 * positions;
         let buffers = 4 * (u64::from(info.vocab_size) + 16 * u64::from(info.n_embd) + positions);
         assert!(
-            view.heap_bytes >= kv_floor + 4 * u64::from(info.vocab_size) && view.heap_bytes <= 2 * kv_floor + 2 * buffers,
+            view.heap_bytes >= kv_floor + 4 * u64::from(info.vocab_size)
+                && view.heap_bytes <= 2 * kv_floor + 2 * buffers,
             "{set}: session heap {} for a {kv_floor}-byte cache",
             view.heap_bytes
         );
         let stats: Stats = c.query("stats", Encode!().unwrap(), user);
         assert!(stats.session_heap_bytes >= view.heap_bytes);
+    }
+
+    // Sampled text: the canister (SIMD kernels) and the native engine (their plain-Rust twins)
+    // draw the same tokens from the same seed.
+    let native = Model::load(&model).unwrap();
+    let tokenizer = Tokenizer::from_json(&tokenizer_json(&dir)).unwrap();
+    let first = &test_support::reference(&dir).prompts[0];
+    for (temperature, top_k, top_p) in [
+        (0.9, None, None),
+        (1.0, Some(40), Some(0.9)),
+        (0.7, None, Some(0.5)),
+    ] {
+        let request = GenerateRequest {
+            temperature: Some(temperature),
+            top_k,
+            top_p,
+            seed: Some(11),
+            ..greedy(&first.prompt, 24)
+        };
+        let generation: Result<Generation, Error> =
+            c.query("generate", Encode!(&request).unwrap(), user);
+        let generation = generation.unwrap();
+        let options = GenerateOptions {
+            max_tokens: 24,
+            sampling: SamplingParams {
+                temperature,
+                top_k: top_k.map(|k| k as usize),
+                top_p,
+            },
+            seed: 11,
+            stop_token: tokenizer.end_of_text(),
+        };
+        let mut expected = Generator::new(&native, &first.prompt_ids, &options).unwrap();
+        while expected.step(&native).unwrap().is_some() {}
+        assert_eq!(
+            generation.ids,
+            expected.generated(),
+            "{set}: sampled at {temperature}, top_k {top_k:?}, top_p {top_p:?}"
+        );
     }
 }
 

@@ -547,6 +547,58 @@ pub fn argmax(logits: &[f32]) -> Option<usize> {
     crate::sampling::argmax(logits)
 }
 
+// ---- sampling weights ---------------------------------------------------------------------------
+
+/// Scaled logits this far below the largest get weight 0 (each would carry < e^-40 of the mass).
+pub const SAMPLING_CUTOFF: f32 = 40.0;
+
+/// The largest `v / t` over the logits above −∞ (NaN and −∞ are never sampled), or `None` if
+/// there is none. Order-independent: any order of comparisons finds the same value (±0 aside,
+/// which gives the same weights).
+pub fn max_scaled_twin(logits: &[f32], t: f32) -> Option<f32> {
+    let mut max = f32::NEG_INFINITY;
+    for &v in logits {
+        let s = if v > f32::NEG_INFINITY { v / t } else { f32::NEG_INFINITY };
+        max = if max < s { s } else { max };
+    }
+    (max > f32::NEG_INFINITY).then_some(max)
+}
+
+/// Twin of the SIMD sampling weights: `w = exp(v/t − max)` (by [`exp_twin`]) where
+/// `v/t ≥ max − SAMPLING_CUTOFF`, else 0; when `max` is +∞ each +∞ logit gets weight 1 and the
+/// rest 0. `weights` has one entry per logit.
+pub fn sampling_weights_twin(logits: &[f32], t: f32, max: f32, weights: &mut [f32]) {
+    let floor = max - SAMPLING_CUTOFF;
+    for (w, &v) in weights.iter_mut().zip(logits) {
+        let s = v / t;
+        let d = s - max;
+        *w = if !(s >= floor) {
+            0.0
+        } else if d.is_nan() {
+            1.0
+        } else {
+            exp_twin(d)
+        };
+    }
+}
+
+/// [`max_scaled_twin`] with the fastest kernel of this build.
+pub fn max_scaled(logits: &[f32], t: f32) -> Option<f32> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::max_scaled(logits, t);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    max_scaled_twin(logits, t)
+}
+
+/// [`sampling_weights_twin`] with the fastest kernel of this build.
+pub fn sampling_weights(logits: &[f32], t: f32, max: f32, weights: &mut [f32]) {
+    assert_eq!(logits.len(), weights.len());
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::sampling_weights(logits, t, max, weights);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    sampling_weights_twin(logits, t, max, weights)
+}
+
 // ---- dispatch: the SIMD kernels on wasm32 with simd128, the twins elsewhere ------------------
 
 /// `y = layer(x)` with the fastest kernel of this build.
@@ -767,6 +819,35 @@ mod tests {
             assert_eq!(fast, twin, "swiglu n {n}");
         }
         for n in [50257, 7, 1, 0] {
+            for t in [0.8, 1e-3, 2.5] {
+                let mut v = random_f32(&mut rng, n, 30.0);
+                for (i, special) in [f32::NAN, f32::NEG_INFINITY, 0.0, -0.0].into_iter().enumerate() {
+                    if i < n {
+                        v[i * 3 % n] = special;
+                    }
+                }
+                let max = max_scaled_twin(&v, t);
+                assert_eq!(simd::max_scaled(&v, t), max, "max_scaled n {n} t {t}");
+                if let Some(max) = max {
+                    let mut twin = vec![0.0; n];
+                    sampling_weights_twin(&v, t, max, &mut twin);
+                    let mut fast = vec![7.0; n];
+                    simd::sampling_weights(&v, t, max, &mut fast);
+                    assert!(fast.iter().zip(&twin).all(|(a, b)| a.to_bits() == b.to_bits()), "weights n {n} t {t}");
+                }
+                if n > 2 {
+                    v[n - 2] = f32::INFINITY;
+                    v[1] = f32::INFINITY;
+                    let max = max_scaled_twin(&v, t);
+                    assert_eq!(simd::max_scaled(&v, t), max);
+                    let mut twin = vec![0.0; n];
+                    sampling_weights_twin(&v, t, max.unwrap(), &mut twin);
+                    let mut fast = vec![7.0; n];
+                    simd::sampling_weights(&v, t, max.unwrap(), &mut fast);
+                    assert_eq!(fast, twin, "weights with +inf n {n} t {t}");
+                }
+            }
+
             let mut v = random_f32(&mut rng, n, 5.0);
             assert_eq!(simd::argmax(&v), crate::sampling::argmax(&v), "argmax n {n}");
             if n > 5 {
@@ -836,6 +917,40 @@ mod tests {
         for (a, b) in got.iter().zip(&expected) {
             assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn sampling_weights_twin_follows_exp_of_scaled_logits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for t in [0.7f32, 1.0, 0.05] {
+            let mut v = random_f32(&mut rng, 1000, 20.0);
+            v[10] = f32::NAN;
+            v[11] = f32::NEG_INFINITY;
+            let max = max_scaled_twin(&v, t).unwrap();
+            let expected_max =
+                v.iter().filter(|x| x.is_finite()).map(|&x| f64::from(x) / f64::from(t)).fold(f64::MIN, f64::max);
+            assert!((f64::from(max) - expected_max).abs() <= 1e-6 * expected_max.abs());
+            let mut w = vec![0.0; v.len()];
+            sampling_weights_twin(&v, t, max, &mut w);
+            for (i, (&x, &wi)) in v.iter().zip(&w).enumerate() {
+                let d = f64::from(x) / f64::from(t) - f64::from(max);
+                if !x.is_finite() || d < -f64::from(SAMPLING_CUTOFF) - 1e-3 {
+                    assert_eq!(wi, 0.0, "t {t} [{i}]");
+                } else if d > -f64::from(SAMPLING_CUTOFF) + 1e-3 {
+                    let e = d.exp();
+                    // exp's own error, plus v/t and the subtraction rounded in f32.
+                    let rounding = 2.0 * f64::from(f32::EPSILON) * (f64::from(x / t).abs() + f64::from(max).abs());
+                    assert!((f64::from(wi) - e).abs() <= (1e-6 + rounding) * e, "t {t} [{i}]: {wi} vs {e}");
+                }
+            }
+        }
+        // +∞ logits share all the mass.
+        let v = [1.0, f32::INFINITY, 3.0, f32::INFINITY];
+        let max = max_scaled_twin(&v, 0.5).unwrap();
+        let mut w = [9.0; 4];
+        sampling_weights_twin(&v, 0.5, max, &mut w);
+        assert_eq!(w, [0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(max_scaled_twin(&[f32::NAN, f32::NEG_INFINITY], 1.0), None);
     }
 
     #[test]

@@ -655,6 +655,56 @@ pub fn argmax(logits: &[f32]) -> Option<usize> {
     }
 }
 
+/// [`super::packed::max_scaled_twin`], four logits at a time (`f32x4.div`, a mask for the logits
+/// above −∞, `f32x4.pmax`).
+pub fn max_scaled(logits: &[f32], t: f32) -> Option<f32> {
+    let tv = f32x4_splat(t);
+    let neg_inf = f32x4_splat(f32::NEG_INFINITY);
+    let mut m = neg_inf;
+    let mut chunks = logits.chunks_exact(4);
+    for chunk in &mut chunks {
+        // SAFETY: 4 floats.
+        let v = unsafe { v128_load(chunk.as_ptr().cast()) };
+        let s = v128_bitselect(f32x4_div(v, tv), neg_inf, f32x4_gt(v, neg_inf));
+        // pmax(m, s) = m < s ? s : m, as the twin.
+        m = f32x4_pmax(m, s);
+    }
+    let lanes = [
+        f32x4_extract_lane::<0>(m),
+        f32x4_extract_lane::<1>(m),
+        f32x4_extract_lane::<2>(m),
+        f32x4_extract_lane::<3>(m),
+    ];
+    let mut max = f32::NEG_INFINITY;
+    for s in lanes
+        .into_iter()
+        .chain(chunks.remainder().iter().map(|&v| if v > f32::NEG_INFINITY { v / t } else { f32::NEG_INFINITY }))
+    {
+        max = if max < s { s } else { max };
+    }
+    (max > f32::NEG_INFINITY).then_some(max)
+}
+
+/// [`super::packed::sampling_weights_twin`], four logits at a time with [`exp4`].
+pub fn sampling_weights(logits: &[f32], t: f32, max: f32, weights: &mut [f32]) {
+    let n = logits.len().min(weights.len());
+    let (tv, mv) = (f32x4_splat(t), f32x4_splat(max));
+    let floor = f32x4_splat(max - super::packed::SAMPLING_CUTOFF);
+    let one = f32x4_splat(1.0);
+    let mut i = 0;
+    while i + 4 <= n {
+        // SAFETY: 4 floats at i in both slices.
+        unsafe {
+            let s = f32x4_div(v128_load(logits.as_ptr().add(i).cast()), tv);
+            let d = f32x4_sub(s, mv);
+            let w = v128_bitselect(exp4(d), one, f32x4_eq(d, d));
+            v128_store(weights.as_mut_ptr().add(i).cast(), v128_and(w, f32x4_ge(s, floor)));
+        }
+        i += 4;
+    }
+    super::packed::sampling_weights_twin(&logits[i..n], t, max, &mut weights[i..n]);
+}
+
 /// [`attend`] for 64-wide heads: the query's 16 vectors and the output's 16 accumulators stay in
 /// wasm locals across all positions.
 fn attend_64(q: &[f32], keys: &[f32], values: &[f32], last: usize, scores: &mut [f32], out: &mut [f32]) {
