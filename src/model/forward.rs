@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Model, kernels, packed};
+use super::{Model, packed};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InferenceError {
@@ -184,11 +184,11 @@ impl Model {
         // q, k, v for every new position; k and v go straight into the cache.
         for (t, x) in act.hidden.chunks_exact(d).enumerate() {
             let pos = act.start + t;
-            kernels::rms_norm(x, &layer.attention_norm, normed);
+            packed::rms_norm(x, &layer.attention_norm, normed);
             let qt = &mut q[t * d..(t + 1) * d];
             packed::ternary_linears(&mut [(&layer.wq, qt), (&layer.wk, k), (&layer.wv, v)], normed);
-            kernels::rope(qt, hd, pos, &self.rope);
-            kernels::rope(k, hd, pos, &self.rope);
+            packed::rope(qt, hd, pos, &self.rope);
+            packed::rope(k, hd, pos, &self.rope);
             keys[l].extend_from_slice(k);
             values[l].extend_from_slice(v);
         }
@@ -211,13 +211,13 @@ impl Model {
                 None => attended,
             };
             packed::ternary_linear(&layer.wo, heads_out, projected);
-            x.iter_mut().zip(projected.iter()).for_each(|(a, b)| *a += b);
+            packed::add_in_place(x, projected);
 
-            kernels::rms_norm(x, &layer.ffn_norm, normed);
+            packed::rms_norm(x, &layer.ffn_norm, normed);
             packed::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
             packed::swiglu(gate, up);
             packed::ternary_linear(&layer.down, gate, projected);
-            x.iter_mut().zip(projected.iter()).for_each(|(a, b)| *a += b);
+            packed::add_in_place(x, projected);
         }
         act.next_layer += 1;
         Ok(())
@@ -237,7 +237,7 @@ impl Model {
         let last = &act.hidden[(act.count - 1) * d..];
         let Scratch { normed, logits, .. } = &mut cache.scratch;
         let normed = sized(normed, d);
-        kernels::rms_norm(last, &self.final_norm, normed);
+        packed::rms_norm(last, &self.final_norm, normed);
         let logits = sized(logits, self.config.vocab_size);
         packed::int8_logits(self.output_head(), normed, logits);
         Ok(logits)

@@ -499,6 +499,54 @@ pub fn attend(
     attend_twin(q, keys, values, last, head_dim, scores, out)
 }
 
+// ---- norm, RoPE, residual -------------------------------------------------------------------------
+
+/// Twin of the SIMD RMSNorm: `out = (x · inv) · gain` with `inv = 1 / sqrt(Σx²/n + ε)`, the
+/// squares summed in four lanes (element `m` in lane `m mod 4`, the last `n mod 4` added to lanes
+/// 0‥ after) and reduced as `(s0 + s2) + (s1 + s3)`.
+pub fn rms_norm_twin(x: &[f32], gain: &[f32], out: &mut [f32]) {
+    let mut lanes = [0f32; 4];
+    for (m, &v) in x.iter().enumerate() {
+        lanes[m % 4] += v * v;
+    }
+    let inv = rms_inverse(lanes, x.len());
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(gain) {
+        *o = (v * inv) * g;
+    }
+}
+
+/// `1 / sqrt(mean + ε)` from the four lane sums of squares.
+pub(super) fn rms_inverse(lanes: [f32; 4], n: usize) -> f32 {
+    let mean_sq = ((lanes[0] + lanes[2]) + (lanes[1] + lanes[3])) / n as f32;
+    1.0 / (mean_sq + super::kernels::RMS_EPS).sqrt()
+}
+
+/// RMSNorm with the fastest kernel of this build.
+pub fn rms_norm(x: &[f32], gain: &[f32], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::rms_norm(x, gain, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    rms_norm_twin(x, gain, out)
+}
+
+/// RoPE with the fastest kernel of this build; the twin is the reference
+/// [`super::kernels::rope`] itself (the SIMD version does the same f32 operations per element).
+pub fn rope(x: &mut [f32], head_dim: usize, position: usize, table: &super::RopeTable) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if head_dim % 8 == 0 {
+        return super::simd::rope(x, head_dim, position, table);
+    }
+    super::kernels::rope(x, head_dim, position, table)
+}
+
+/// `x += y` (the residual connections).
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd::add_in_place(x, y);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
 // ---- SwiGLU ---------------------------------------------------------------------------------------
 
 /// `exp` for the SwiGLU gate, written as explicit f32 steps so the SIMD kernel can repeat them
@@ -818,6 +866,35 @@ mod tests {
             simd::swiglu(&mut fast, &u);
             assert_eq!(fast, twin, "swiglu n {n}");
         }
+        for n in [512, 7, 1, 1368] {
+            let x = random_f32(&mut rng, n, 3.0);
+            let gain = random_f32(&mut rng, n, 2.0);
+            let (mut twin, mut fast) = (vec![0.0; n], vec![1.0; n]);
+            rms_norm_twin(&x, &gain, &mut twin);
+            simd::rms_norm(&x, &gain, &mut fast);
+            assert_eq!(fast, twin, "rms_norm n {n}");
+            let mut sum = x.clone();
+            simd::add_in_place(&mut sum, &gain);
+            assert!(sum.iter().zip(x.iter().zip(&gain)).all(|(s, (a, b))| *s == a + b), "add n {n}");
+        }
+        for (head_dim, heads) in [(64, 8), (8, 3), (16, 2)] {
+            let positions = 5;
+            let half = head_dim / 2;
+            let angles = random_f32(&mut rng, positions * half, 3.0);
+            let table = crate::model::RopeTable {
+                half,
+                positions,
+                cos: angles.iter().map(|a| a.cos()).collect(),
+                sin: angles.iter().map(|a| a.sin()).collect(),
+            };
+            for position in [0, 4] {
+                let x = random_f32(&mut rng, head_dim * heads, 2.0);
+                let (mut reference, mut fast) = (x.clone(), x.clone());
+                kernels::rope(&mut reference, head_dim, position, &table);
+                simd::rope(&mut fast, head_dim, position, &table);
+                assert_eq!(fast, reference, "rope head_dim {head_dim} position {position}");
+            }
+        }
         for n in [50257, 7, 1, 0] {
             for t in [0.8, 1e-3, 2.5] {
                 let mut v = random_f32(&mut rng, n, 30.0);
@@ -951,6 +1028,21 @@ mod tests {
         sampling_weights_twin(&v, 0.5, max, &mut w);
         assert_eq!(w, [0.0, 1.0, 0.0, 1.0]);
         assert_eq!(max_scaled_twin(&[f32::NAN, f32::NEG_INFINITY], 1.0), None);
+    }
+
+    #[test]
+    fn rms_norm_twin_matches_f32_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        for n in [512, 7, 1, 1368] {
+            let x = random_f32(&mut rng, n, 3.0);
+            let gain = random_f32(&mut rng, n, 2.0);
+            let (mut expected, mut got) = (vec![0.0; n], vec![0.0; n]);
+            kernels::rms_norm(&x, &gain, &mut expected);
+            rms_norm_twin(&x, &gain, &mut got);
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "n {n}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
