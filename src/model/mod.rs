@@ -316,7 +316,9 @@ impl Model {
                 .filter(|r| INT8_MATRICES.contains(&r.name.as_ref()))
                 .filter_map(|r| match &r.payload {
                     Payload::Embedding(e) if e.cols % 2 == 0 && Some(e.data.len()) == e.rows.checked_mul(e.cols) => {
-                        Some(((e.data.as_ptr() as usize).checked_sub(base)?, e.rows, e.cols))
+                        // Only values that lie inside `bytes` (as `Records::quantized` checks).
+                        let start = (e.data.as_ptr() as usize).checked_sub(base)?;
+                        (start.checked_add(e.data.len())? <= bytes.len()).then_some((start, e.rows, e.cols))
                     }
                     _ => None,
                 })
