@@ -280,6 +280,35 @@ mod tests {
         }
     }
 
+    /// Extreme but valid parameters and logits never panic and always give a token that can be
+    /// sampled (not NaN, not −∞), or the typed error when there is none.
+    #[test]
+    fn extreme_inputs_sample_a_valid_token() {
+        let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0, -0.0, 1e-30];
+        let mut cases: Vec<Vec<f32>> = vec![specials.to_vec(), vec![f32::NEG_INFINITY; 5], vec![f32::NAN; 3], vec![7.0]];
+        cases.push((0..300).map(|i| specials[i % specials.len()] * (i as f32)).collect());
+        cases.push((0..300).map(|i| (i as f32).sin() * 1e4).collect());
+        for logits in &cases {
+            for temperature in [1e-45f32, 1e-30, 0.3, 1.0, 1e30, f32::MAX] {
+                for top_k in [None, Some(1), Some(2), Some(usize::MAX)] {
+                    for top_p in [None, Some(f32::MIN_POSITIVE), Some(0.5), Some(1.0)] {
+                        let mut sampler = Sampler::new(params(temperature, top_k, top_p), 3).unwrap();
+                        match sampler.sample(logits) {
+                            Ok(id) => {
+                                let v = logits[id as usize];
+                                assert!(!v.is_nan() && v > f32::NEG_INFINITY, "{logits:?} t {temperature}: {id}");
+                            }
+                            Err(e) => {
+                                assert_eq!(e, SamplingError::NoFiniteLogits);
+                                assert!(logits.iter().all(|v| v.is_nan() || *v == f32::NEG_INFINITY));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn top_k_keeps_ties_and_excludes_the_rest() {
         let mut s = Sampler::new(params(1.0, Some(2), None), 1).unwrap();
