@@ -4,7 +4,7 @@
 # through update sessions and prints the text.
 #   scripts/run_local.sh                      # the built-in demo model (random weights: gibberish)
 #   scripts/run_local.sh --model M.walsh --tokenizer tokenizer.json|meta.pkl --prompt "ROMEO:" \
-#       [--max-tokens N] [--temperature T] [--seed S] [--json]
+#       [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--json]
 # --json prints {"ids", "text", "calls": [{"method", "instructions"}], "decode_instructions_per_token"}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
         --tokenizer) tokenizer="$2"; shift 2 ;;
-        --prompt|--max-tokens|--temperature|--seed) args+=("$1" "$2"); shift 2 ;;
+        --prompt|--max-tokens|--temperature|--top-k|--top-p|--seed) args+=("$1" "$2"); shift 2 ;;
         --json) args+=(--json); shift ;;
         -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;

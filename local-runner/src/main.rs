@@ -31,6 +31,12 @@ struct Cli {
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f32,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<u32>,
+    /// Sample only among the most likely tokens that hold this share of the probability.
+    #[arg(long)]
+    top_p: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
     /// Print one JSON object instead of the text.
@@ -60,8 +66,8 @@ fn run(cli: Cli) -> Result<()> {
         prompt: cli.prompt.clone(),
         max_tokens: cli.max_tokens,
         temperature: Some(cli.temperature),
-        top_k: None,
-        top_p: None,
+        top_k: cli.top_k,
+        top_p: cli.top_p,
         seed: cli.seed,
     };
     let mut ids = Vec::new();
