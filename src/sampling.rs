@@ -303,10 +303,10 @@ mod tests {
                     let mut kept = weights.clone();
                     keep_most_likely(&mut kept, top_k, top_p);
                     let mut got: Vec<(usize, f32)> = kept.into_iter().enumerate().filter(|&(_, w)| w > 0.0).collect();
-                    got.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    got.sort_by(rank);
                     let mut all: Vec<(usize, f32)> =
                         weights.iter().copied().enumerate().filter(|&(_, w)| w > 0.0).collect();
-                    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    all.sort_by(rank);
                     if let Some(k) = top_k.filter(|&k| k < all.len()) {
                         let kth = all[k - 1].1;
                         all.retain(|c| c.1 >= kth);

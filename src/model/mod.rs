@@ -105,7 +105,11 @@ impl QuantizedMatrix {
     /// From row-major values (copied into row-quad order).
     pub fn from_rows(rows: usize, cols: usize, scale: f32, values: &[i8]) -> QuantizedMatrix {
         assert!(cols % 2 == 0 && values.len() == rows * cols, "{rows}×{cols} matrix from {} values", values.len());
-        let mut bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+        Self::from_row_major_bytes(rows, cols, scale, values.iter().map(|&v| v as u8).collect())
+    }
+
+    /// From row-major int8 values given as bytes, rearranged in place.
+    fn from_row_major_bytes(rows: usize, cols: usize, scale: f32, mut bytes: Vec<u8>) -> QuantizedMatrix {
         to_row_quads(&mut bytes, rows, cols);
         QuantizedMatrix { rows, cols, scale, data: Int8Data::from_bytes(bytes) }
     }
@@ -275,17 +279,13 @@ impl<'f, 'a> Records<'f, 'a> {
         };
         Self::shape_check(name, &[rows, cols], vec![e.rows, e.cols])?;
         let inside = self.shared.as_ref().and_then(|(file, owned)| {
-            let start = (e.data.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
-            (start + e.data.len() <= file.len()).then(|| Int8Data { bytes: owned.clone(), start, len: e.data.len() })
+            let start = offset_inside(file, &e.data)?;
+            Some(Int8Data { bytes: owned.clone(), start, len: e.data.len() })
         });
         // Shared bytes were put in row-quad order by `load_owned`; a copy is rearranged here.
         Ok(match inside {
             Some(data) => QuantizedMatrix { rows, cols, scale: e.scale, data },
-            None => {
-                let mut bytes = e.data.to_vec();
-                to_row_quads(&mut bytes, rows, cols);
-                QuantizedMatrix { rows, cols, scale: e.scale, data: Int8Data::from_bytes(bytes) }
-            }
+            None => QuantizedMatrix::from_row_major_bytes(rows, cols, e.scale, e.data.to_vec()),
         })
     }
 }
@@ -295,7 +295,14 @@ fn finite(name: &str, values: Vec<f32>) -> Result<Vec<f32>, LoadError> {
 }
 
 /// The records loaded as [`QuantizedMatrix`] (kept in row-quad order).
-const INT8_MATRICES: [&str; 2] = ["tok_embeddings.weight", "output.weight"];
+const EMBEDDING: &str = "tok_embeddings.weight";
+const OUTPUT: &str = "output.weight";
+
+/// Where `part` starts inside `file`, if it is a slice of it.
+fn offset_inside(file: &[u8], part: &[u8]) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+    (start.checked_add(part.len())? <= file.len()).then_some(start)
+}
 
 impl Model {
     /// Parses and assembles a model from the bytes of a `.walsh` file.
@@ -310,15 +317,13 @@ impl Model {
         // the bytes are shared; a first parse (it copies nothing) finds them.
         let matrices = {
             let file = WalshFile::parse(&bytes)?;
-            let base = bytes.as_ptr() as usize;
             file.records
                 .iter()
-                .filter(|r| INT8_MATRICES.contains(&r.name.as_ref()))
+                .filter(|r| [EMBEDDING, OUTPUT].contains(&r.name.as_ref()))
                 .filter_map(|r| match &r.payload {
+                    // Only values inside `bytes`, as `Records::quantized` will read them.
                     Payload::Embedding(e) if e.cols % 2 == 0 && Some(e.data.len()) == e.rows.checked_mul(e.cols) => {
-                        // Only values that lie inside `bytes` (as `Records::quantized` checks).
-                        let start = (e.data.as_ptr() as usize).checked_sub(base)?;
-                        (start.checked_add(e.data.len())? <= bytes.len()).then_some((start, e.rows, e.cols))
+                        Some((offset_inside(&bytes, &e.data)?, e.rows, e.cols))
                     }
                     _ => None,
                 })
@@ -357,9 +362,9 @@ impl Model {
             sin: table.iter().skip(1).step_by(2).copied().collect(),
         };
 
-        let embedding = records.quantized("tok_embeddings.weight", config.vocab_size, d)?;
-        let output = match records.by_name.contains_key("output.weight") {
-            true => Some(records.quantized("output.weight", config.vocab_size, d)?),
+        let embedding = records.quantized(EMBEDDING, config.vocab_size, d)?;
+        let output = match records.by_name.contains_key(OUTPUT) {
+            true => Some(records.quantized(OUTPUT, config.vocab_size, d)?),
             false => None,
         };
 

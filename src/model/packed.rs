@@ -242,9 +242,14 @@ pub fn build_table_twin(layer: &TernaryLinear, x: &[f32], quant: Quantizer, tabl
 /// Twin of the SIMD interleave: 4 row-major rows (`rows4`, `4 · cols` bytes) into one row-quad
 /// block ([`super::QuantizedMatrix`]): 2-byte unit `p` of row `j` goes to unit `4p + j`.
 pub fn interleave_rows4_twin(rows4: &[u8], quad: &mut [u8]) {
+    interleave_units_from(rows4, quad, 0)
+}
+
+/// The twin's step for units `first..` of each row (the SIMD kernel finishes its tail with it).
+pub(super) fn interleave_units_from(rows4: &[u8], quad: &mut [u8], first: usize) {
     let cols = rows4.len() / 4;
     for (j, row) in rows4.chunks_exact(cols).enumerate() {
-        for (p, pair) in row.chunks_exact(2).enumerate() {
+        for (p, pair) in row.chunks_exact(2).enumerate().skip(first) {
             quad[8 * p + 2 * j..][..2].copy_from_slice(pair);
         }
     }

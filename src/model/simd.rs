@@ -361,11 +361,7 @@ pub fn interleave_rows4(rows4: &[u8], quad: &mut [u8]) {
         }
     }
     // Columns past the last 16 (fewer than 8 units per row).
-    for j in 0..4 {
-        for p in 8 * chunks..cols / 2 {
-            quad[8 * p + 2 * j..][..2].copy_from_slice(&rows4[j * cols + 2 * p..][..2]);
-        }
-    }
+    super::packed::interleave_units_from(rows4, quad, 8 * chunks);
 }
 
 /// Hidden-state code pairs for the logits: vector `p` is `(h[2p], h[2p+1])` as i16, four times.
@@ -761,13 +757,8 @@ pub fn max_scaled(logits: &[f32], t: f32) -> Option<f32> {
         f32x4_extract_lane::<2>(m),
         f32x4_extract_lane::<3>(m),
     ];
-    let mut max = f32::NEG_INFINITY;
-    for s in lanes
-        .into_iter()
-        .chain(chunks.remainder().iter().map(|&v| if v > f32::NEG_INFINITY { v / t } else { f32::NEG_INFINITY }))
-    {
-        max = if max < s { s } else { max };
-    }
+    let tail = super::packed::max_scaled_twin(chunks.remainder(), t).unwrap_or(f32::NEG_INFINITY);
+    let max = lanes.into_iter().chain([tail]).fold(f32::NEG_INFINITY, |max, s| if max < s { s } else { max });
     (max > f32::NEG_INFINITY).then_some(max)
 }
 
