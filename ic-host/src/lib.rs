@@ -17,6 +17,7 @@
 
 pub mod cost;
 pub mod host;
+pub mod http;
 pub mod instrument;
 pub mod stable;
 pub mod system_api;
