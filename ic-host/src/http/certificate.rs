@@ -255,7 +255,7 @@ mod tests {
         let h = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
         let rid = [1u8; 32];
         let arg_map = h(&[h(b"arg"), h(b"xy")].concat());
-        let mut pairs = vec![[h(b"status"), h(b"replied")].concat(), [h(b"reply"), arg_map].concat(), [h(b"timestamp"), h(&crate::http::state_tree::uleb128(300))].concat(), [h(b"request_id"), h(&rid)].concat()];
+        let mut pairs = [[h(b"status"), h(b"replied")].concat(), [h(b"reply"), arg_map].concat(), [h(b"timestamp"), h(&crate::http::state_tree::uleb128(300))].concat(), [h(b"request_id"), h(&rid)].concat()];
         pairs.sort();
         let expected = [RESPONSE_DOMAIN, &h(&pairs.concat())].concat();
         assert_eq!(query_reply_signable(&rid, b"xy", 300), expected);
