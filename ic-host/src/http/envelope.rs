@@ -475,10 +475,11 @@ impl<'a> Reader<'a> {
 
     fn value(&mut self, depth: usize) -> Result<Value, EnvelopeError> {
         self.count_item()?;
+        let start = self.pos;
         let initial = self.byte()?;
         let (major, info) = (initial >> 5, initial & 0x1f);
         if (4..=6).contains(&major) && depth >= MAX_NESTING {
-            return Err(self.error("nesting too deep"));
+            return Err(EnvelopeError::Cbor { offset: start, reason: "nesting too deep" });
         }
         match major {
             0 => Ok(Value::Integer(i128::from(self.argument(info)?))),
