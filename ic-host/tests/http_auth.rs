@@ -306,6 +306,7 @@ fn wrong_key_tampered_arg_and_foreign_sender_are_refused() {
         let error = reject(&tampered, RequestKind::Call, now);
         assert!(matches!(error, AuthError::InvalidSignature(SignatureError::Verification { .. })), "{name}: {error:?}");
         assert!(error.to_string().starts_with("Invalid signature: Invalid basic signature: "), "{name}: {error}");
+        assert!(error.to_string().ends_with(", error: verification failed"), "{name}: {error}");
         // Wrong key: another key's DER and principal, with the first key's signature.
         let other = ed25519(99);
         let wrong_key = tamper(&body, |map| {
@@ -318,6 +319,55 @@ fn wrong_key_tampered_arg_and_foreign_sender_are_refused() {
         let error = reject(&body, RequestKind::Call, now);
         assert!(matches!(error, AuthError::SenderMismatch { .. }), "{name}: {error:?}");
         assert!(error.to_string().starts_with(&format!("The user id '{}' does not match the public key '", ed25519(98).sender().unwrap())), "{name}: {error}");
+    }
+}
+
+/// `n - s` for a 32-byte big-endian `s` and group order `n`: the other valid `s` of an ECDSA signature.
+fn negate_s(signature: &[u8], order: &str) -> Vec<u8> {
+    let n = hex::decode(order).unwrap();
+    let (r, s) = signature.split_at(32);
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(n[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
+    }
+    [r, &out].concat()
+}
+
+#[test]
+fn secp256k1_signatures_need_a_low_s_and_p256_ones_do_not() {
+    let now = now_ns();
+    let cases = [(Box::new(secp256k1(2)) as Box<dyn Identity>, "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", false), (Box::new(p256(3)), "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", true)];
+    for (identity, order, both) in cases {
+        let (body, id) = sign(identity.as_ref(), &call_content(identity.sender().unwrap(), now + MINUTE));
+        accept(&body, RequestKind::Call, id, now);
+        let flipped = tamper(&body, |map| {
+            let Some(Value::Bytes(signature)) = map.get_mut(&key("sender_sig")) else { panic!() };
+            *signature = negate_s(signature, order);
+        });
+        let envelope = envelope::decode(&flipped, RequestKind::Call).unwrap();
+        let result = auth::authenticate(&envelope, now, canister());
+        assert_eq!(result.is_ok(), both, "{result:?}");
+        if let Err(error) = result {
+            assert!(error.to_string().starts_with("Invalid signature: Invalid basic signature: EcdsaSecp256k1 signature could not be verified: public key 04"), "{error}");
+        }
+    }
+}
+
+#[test]
+fn our_decoder_reads_real_bodies_as_serde_cbor_does() {
+    let now = now_ns();
+    let delegated = agent(chain_of_two(now + MINUTE, Some(vec![canister()]), Some(DelegationPermissions::All)));
+    let query = agent(p256(3)).query(&canister(), "hello").with_arg(b"DIDL\0\0".to_vec()).sign().unwrap();
+    let status = delegated.sign_request_status(canister(), ic_agent::RequestId::new(&[9; 32])).unwrap();
+    for body in [signed_call(&delegated).0, query.signed_query, status.signed_request_status] {
+        let theirs = match serde_cbor::from_slice::<Value>(&body).unwrap() {
+            Value::Tag(55799, inner) => *inner,
+            value => value,
+        };
+        assert_eq!(envelope::decode_value(&body).unwrap(), theirs);
     }
 }
 

@@ -204,6 +204,16 @@ pub enum PublicKey {
 }
 
 impl PublicKey {
+    /// The raw key: 32 bytes for Ed25519, the uncompressed SEC1 point for ECDSA.
+    pub fn raw(&self) -> Vec<u8> {
+        match self {
+            PublicKey::Ed25519(key) => key.to_bytes().to_vec(),
+            PublicKey::Secp256k1(key) => key.to_encoded_point(false).as_bytes().to_vec(),
+            PublicKey::P256(key) => key.to_encoded_point(false).as_bytes().to_vec(),
+        }
+    }
+
+    /// The replica's `AlgorithmId` name.
     pub fn algorithm(&self) -> &'static str {
         match self {
             PublicKey::Ed25519(_) => "Ed25519",
@@ -259,11 +269,13 @@ pub fn parse_public_key(der: &[u8]) -> Result<PublicKey, KeyError> {
     }
 }
 
-/// Verifies `signature` over `message` with a DER public key: Ed25519, or ECDSA `r ‖ s` over SHA-256.
+/// Verifies `signature` over `message` with a DER public key: Ed25519, or ECDSA `r ‖ s` over SHA-256
+/// (secp256k1 signatures must have a low `s`, as the replica requires; P-256 ones need not, since
+/// WebCrypto does not normalise them). The error names the raw key, as the replica's does.
 pub fn verify_signature(der_public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     use ed25519_dalek::Verifier as _; // signature 2's trait, shared by k256 and p256
     let key = parse_public_key(der_public_key).map_err(SignatureError::InvalidPublicKey)?;
-    let failed = |reason| SignatureError::Verification { algorithm: key.algorithm(), public_key: hex::encode(der_public_key), signature: hex::encode(signature), reason };
+    let failed = |reason| SignatureError::Verification { algorithm: key.algorithm(), public_key: hex::encode(key.raw()), signature: hex::encode(signature), reason };
     match &key {
         PublicKey::Ed25519(key) => {
             let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| failed("an Ed25519 signature is 64 bytes"))?;
