@@ -18,6 +18,7 @@
 pub mod cost;
 pub mod host;
 pub mod http;
+pub mod replica;
 pub mod instrument;
 pub mod stable;
 pub mod system_api;

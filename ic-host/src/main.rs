@@ -10,6 +10,11 @@
 //!
 //! Arguments and replies are Candid text, typed by the canister's `candid:service` metadata
 //! when it carries one. Each step prints its reply, instructions and 2 B slices.
+//!
+//!     ic-host serve [--port P] [--state-dir DIR] [--controller PRINCIPAL]
+//!
+//! runs a local replica instead: the IC's HTTP interface on 127.0.0.1 for icp-cli, dfx,
+//! agent-js and ic-agent (see `ic_host::http`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -153,6 +158,9 @@ fn run(cli: Cli) -> Result<()> {
                 let args = if args.is_empty() { "()" } else { args };
                 let types = interface.method(method).map(|f| f.args.clone());
                 let bytes = interface.encode(args, types.as_deref())?;
+                if bytes.len() > ic_host::replica::MAX_INGRESS_BYTES {
+                    bail!("the argument of {method} is {} bytes, over the IC's ingress message limit of {} bytes", bytes.len(), ic_host::replica::MAX_INGRESS_BYTES);
+                }
                 let out = if first == "update" { host.update(method, &bytes, caller)? } else { host.query(method, &bytes, caller)? };
                 let reply = out.reply().map(|r| interface.decode(r, Some(method)).map(|a| a.to_string()).unwrap_or_else(|e| format!("(undecodable reply: {e})")));
                 report(&step, first, &out, reply, cli.json);
@@ -203,8 +211,47 @@ impl Interface {
     }
 }
 
+#[derive(Parser)]
+#[command(name = "ic-host serve", version, about = "A local replica: the IC's HTTP interface on 127.0.0.1, for icp-cli, dfx, agent-js and ic-agent")]
+struct ServeCli {
+    /// The port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 4943)]
+    port: u16,
+    /// Where canisters, their state and the subnet's keys persist across restarts.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// A principal made controller of every canister created here, besides its creator.
+    #[arg(long)]
+    controller: Option<String>,
+}
+
+fn serve(cli: ServeCli) -> Result<()> {
+    let controller = cli.controller.as_deref().map(|t| Principal::from_text(t).with_context(|| format!("--controller {t:?} is not a principal"))).transpose()?;
+    if let Some(dir) = &cli.state_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    }
+    let server = ic_host::http::server::start(ic_host::http::server::ServeConfig { port: cli.port, state_dir: cli.state_dir.clone(), controller })?;
+    let root_key = hex::encode(server.subnet.keys.root_key_der());
+    println!("ic-host serve: listening on {}", server.url);
+    println!("  subnet {}  (root key {root_key})", server.subnet.keys.subnet_id());
+    if let Some(dir) = &cli.state_dir {
+        println!("  state in {}", dir.display());
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    ic_host::http::server::wait_for_shutdown_signal();
+    println!("ic-host serve: shutting down");
+    server.shutdown();
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = if std::env::args().nth(1).as_deref() == Some("serve") {
+        serve(ServeCli::parse_from(std::env::args().skip(1)))
+    } else {
+        run(Cli::parse())
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -14,3 +14,4 @@ pub mod certificate;
 pub mod envelope;
 pub mod keys;
 pub mod state_tree;
+pub mod server;

@@ -1,0 +1,234 @@
+//! `ic-host serve` driven by the real Rust client, ic-agent 0.49, with its default checks on
+//! (BLS certificate verification, certificate freshness, query node signatures and the subnet's
+//! canister ranges): canisters created and installed through the management canister (the
+//! walsh canister gzipped, as deploy tools send it), queries, updates, typed `Err` replies,
+//! traps with their reject and error codes, and the caller each kind of identity proves.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use candid::{CandidType, Decode, Deserialize, Encode, Principal};
+use ic_agent::identity::{AnonymousIdentity, BasicIdentity, DelegatedIdentity, Identity, Secp256k1Identity};
+use ic_agent::{Agent, AgentError};
+use ic_host::http::server::{RunningServer, ServeConfig, start};
+use ic_transport_types::{Delegation, SignedDelegation};
+
+#[derive(CandidType, Deserialize, Debug)]
+struct Env {
+    caller: Principal,
+    me: Principal,
+    caller_is_controller: bool,
+    time: u64,
+    instructions: u64,
+    call_context_instructions: u64,
+    balance: u128,
+}
+
+#[derive(CandidType)]
+struct InitArg {
+    greeting: String,
+}
+
+fn server() -> RunningServer {
+    start(ServeConfig { port: 0, state_dir: None, controller: None }).expect("ic-host serve starts")
+}
+
+async fn agent(url: &str, identity: impl Identity + 'static) -> Agent {
+    let agent = Agent::builder().with_url(url).with_identity(identity).build().expect("agent");
+    agent.fetch_root_key().await.expect("the root key is served");
+    agent
+}
+
+fn ed25519(seed: u8) -> BasicIdentity {
+    BasicIdentity::from_raw_key(&[seed; 32])
+}
+
+fn secp256k1(seed: u8) -> Secp256k1Identity {
+    Secp256k1Identity::from_private_key(k256::SecretKey::from_slice(&[seed; 32]).expect("valid scalar"))
+}
+
+/// Creates a canister through the management canister and installs `wasm` with `arg`.
+async fn create_and_install(agent: &Agent, wasm: &[u8], arg: Vec<u8>) -> Principal {
+    #[derive(CandidType, Deserialize)]
+    struct CanisterIdRecord {
+        canister_id: Principal,
+    }
+    let create = ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs::default();
+    let reply = agent
+        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+        .with_effective_canister_id(ic_host::replica::canister_id_of(0))
+        .with_arg(Encode!(&create).unwrap())
+        .call_and_wait()
+        .await
+        .expect("create");
+    let id = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
+    let install = ic_management_canister_types::InstallCodeArgs {
+        mode: ic_management_canister_types::CanisterInstallMode::Install,
+        canister_id: id,
+        wasm_module: wasm.to_vec(),
+        arg,
+        sender_canister_version: None,
+    };
+    agent
+        .update(&Principal::management_canister(), "install_code")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&install).unwrap())
+        .call_and_wait()
+        .await
+        .expect("install_code");
+    id
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A walsh canister reply in Candid text, typed by `canister/walsh.did` (so field names show
+/// even when the module under test carries no metadata).
+fn walsh_reply_text(method: &str, reply: &[u8]) -> String {
+    let did = test_support::repo_root().join("canister/walsh.did");
+    let (env, actor) = candid_parser::utils::CandidSource::File(&did).load().expect("walsh.did parses");
+    let service = actor.expect("walsh.did has a service");
+    let func = env.get_method(&service, method).expect("method in walsh.did");
+    candid::IDLArgs::from_bytes_with_types(reply, &env, &func.rets).expect("reply matches walsh.did").to_string()
+}
+
+fn reject_of(error: AgentError) -> ic_transport_types::RejectResponse {
+    match error {
+        AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => reject,
+        other => panic!("expected a reject, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walsh_canister_installs_gzipped_and_answers_queries_updates_and_typed_errors() {
+    let server = server();
+    let controller = ed25519(1);
+    let agent = agent(&server.url, controller).await;
+    let wasm = gzip(test_support::canister_wasm());
+    assert!(wasm.len() < ic_host::replica::MAX_INGRESS_BYTES, "the gzipped module fits one ingress message ({} bytes)", wasm.len());
+    let id = create_and_install(&agent, &wasm, Encode!(&Option::<()>::None).unwrap()).await;
+
+    // A query, signature-verified by the agent: no model yet, so the typed error NoModel.
+    let reply = agent.query(&id, "model_info").with_arg(Encode!().unwrap()).call().await.expect("model_info query");
+    let text = walsh_reply_text("model_info", &reply);
+    assert!(text.contains("NoModel"), "model_info before an upload: {text}");
+
+    // An update with a typed Err reply (certified): a session needs a model.
+    #[derive(CandidType)]
+    struct GenerateRequest {
+        prompt: String,
+        max_tokens: u32,
+        temperature: Option<f32>,
+        top_k: Option<u32>,
+        top_p: Option<f32>,
+        seed: Option<u64>,
+    }
+    let request = GenerateRequest { prompt: "ROMEO:".into(), max_tokens: 5, temperature: None, top_k: None, top_p: None, seed: None };
+    let reply = agent.update(&id, "session_start").with_arg(Encode!(&request).unwrap()).call_and_wait().await.expect("session_start");
+    let text = walsh_reply_text("session_start", &reply);
+    assert!(text.contains("NoModel"), "session_start before an upload: {text}");
+
+    // An argument the canister's decoder refuses traps it: reject code 5, IC0503.
+    let error = agent.update(&id, "session_start").with_arg(b"DIDL\x00\x01\x71\x03abc".to_vec()).call_and_wait().await.expect_err("ill-typed argument");
+    let reject = reject_of(error);
+    assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterError);
+    assert_eq!(reject.error_code.as_deref(), Some("IC0503"), "{}", reject.reject_message);
+
+    // No such method: IC0536 (what icp-cli's http_request probe looks for).
+    let error = agent.query(&id, "http_request").with_arg(Encode!().unwrap()).call().await.expect_err("no http_request");
+    assert_eq!(reject_of(error).error_code.as_deref(), Some("IC0536"));
+
+    // No such canister: reject code 3, IC0301.
+    let missing = ic_host::replica::canister_id_of(7);
+    let error = agent.update(&missing, "model_info").with_arg(Encode!().unwrap()).call_and_wait().await.expect_err("no canister");
+    let reject = reject_of(error);
+    assert_eq!(reject.reject_code, ic_transport_types::RejectCode::DestinationInvalid);
+    assert_eq!(reject.error_code.as_deref(), Some("IC0301"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canister_sees_the_principal_each_identity_proves() {
+    let server = server();
+    let controller = ed25519(2);
+    let controller_principal = controller.sender().unwrap();
+    let admin = agent(&server.url, controller).await;
+    let id = create_and_install(&admin, common::test_canister_wasm(), Encode!(&InitArg { greeting: "hi".into() }).unwrap()).await;
+
+    async fn caller_seen(url: &str, id: Principal, identity: impl Identity + 'static) -> (Principal, Principal) {
+        let expected = identity.sender().unwrap();
+        let agent = agent(url, identity).await;
+        // Through a query (signature-checked) and an update (certified): both must agree.
+        let reply = agent.query(&id, "env").with_arg(Encode!().unwrap()).call().await.expect("env query");
+        let env = Decode!(&reply, Env).unwrap();
+        let count = agent.update(&id, "inc").with_arg(Encode!().unwrap()).call_and_wait().await.expect("inc update");
+        assert!(Decode!(&count, u64).unwrap() >= 1);
+        (expected, env.caller)
+    }
+
+    let (expected, seen) = caller_seen(&server.url, id, ed25519(3)).await;
+    assert_eq!(seen, expected, "Ed25519");
+    let (expected, seen) = caller_seen(&server.url, id, secp256k1(4)).await;
+    assert_eq!(seen, expected, "secp256k1");
+    let (expected, seen) = caller_seen(&server.url, id, AnonymousIdentity).await;
+    assert_eq!(seen, Principal::anonymous(), "anonymous");
+    assert_eq!(expected, Principal::anonymous());
+
+    // A delegation chain root → middle → session: the canister sees the root's principal.
+    let root = ed25519(5);
+    let middle = secp256k1(6);
+    let session = ed25519(7);
+    let expiration = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 + Duration::from_secs(600).as_nanos() as u64;
+    let first = Delegation { pubkey: middle.public_key().unwrap(), expiration, targets: None, permissions: None };
+    let second = Delegation { pubkey: session.public_key().unwrap(), expiration, targets: Some(vec![id]), permissions: None };
+    let chain = vec![
+        SignedDelegation { signature: root.sign_delegation(&first).unwrap().signature.unwrap(), delegation: first },
+        SignedDelegation { signature: middle.sign_delegation(&second).unwrap().signature.unwrap(), delegation: second },
+    ];
+    let root_principal = root.sender().unwrap();
+    let delegated = DelegatedIdentity::new_unchecked(root.public_key().unwrap(), Box::new(session), chain);
+    let (expected, seen) = caller_seen(&server.url, id, delegated).await;
+    assert_eq!(expected, root_principal);
+    assert_eq!(seen, root_principal, "delegation chain");
+
+    // The controller is the creator.
+    let reply = admin.query(&id, "env").with_arg(Encode!().unwrap()).call().await.unwrap();
+    let env = Decode!(&reply, Env).unwrap();
+    assert_eq!(env.caller, controller_principal);
+    assert!(env.caller_is_controller);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_and_rejects_carry_the_ic_codes() {
+    let server = server();
+    let admin = agent(&server.url, ed25519(8)).await;
+    let id = create_and_install(&admin, common::test_canister_wasm(), Encode!(&InitArg { greeting: "hi".into() }).unwrap()).await;
+
+    let error = admin.update(&id, "set_then_trap").with_arg(Encode!(&"k", &"v").unwrap()).call_and_wait().await.expect_err("traps");
+    let reject = reject_of(error);
+    assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterError);
+    assert_eq!(reject.error_code.as_deref(), Some("IC0503"));
+    assert!(reject.reject_message.starts_with(&format!("Error from Canister {id}: ")), "{}", reject.reject_message);
+    // The trap rolled back the write.
+    let reply = admin.query(&id, "get").with_arg(Encode!(&"k").unwrap()).call().await.unwrap();
+    assert_eq!(Decode!(&reply, Option<String>).unwrap(), None);
+
+    let error = admin.update(&id, "reject_me").with_arg(Encode!(&"no thanks").unwrap()).call_and_wait().await.expect_err("rejects");
+    let reject = reject_of(error);
+    assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterReject);
+    assert_eq!(reject.reject_message, "no thanks");
+
+    // Management: a non-controller may not read the status.
+    let stranger = agent(&server.url, ed25519(9)).await;
+    let arg = Encode!(&ic_management_canister_types::CanisterIdRecord { canister_id: id }).unwrap();
+    let error = stranger.update(&Principal::management_canister(), "canister_status").with_effective_canister_id(id).with_arg(arg.clone()).call_and_wait().await.expect_err("not a controller");
+    assert_eq!(reject_of(error).error_code.as_deref(), Some("IC0512"));
+    let reply = admin.update(&Principal::management_canister(), "canister_status").with_effective_canister_id(id).with_arg(arg).call_and_wait().await.expect("status");
+    let status = Decode!(&reply, ic_management_canister_types::CanisterStatusResult).unwrap();
+    assert_eq!(status.status, ic_management_canister_types::CanisterStatusType::Running);
+    assert!(status.module_hash.is_some());
+}
