@@ -4,6 +4,9 @@
 //! ([`certificate`], [`state_tree`]). Endpoint by endpoint, what each client sends and checks
 //! is in `../shared/spec/ic-http-interface.md` §2-§5.
 
+// Handlers refuse with ready axum responses; they are built once per refused request.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -237,13 +237,13 @@ pub fn apply_settings(current: &DefiniteCanisterSettings, settings: &CanisterSet
         next.controllers = unique;
     }
     if let Some(n) = &settings.compute_allocation {
-        if *n > Nat::from(100u32) {
+        if *n > 100u32 {
             return Err(invalid(format!("compute_allocation must be in 0..=100, got {n}")));
         }
         next.compute_allocation = n.clone();
     }
     if let Some(n) = &settings.wasm_memory_limit {
-        if *n > Nat::from(1u64 << 48) {
+        if *n > (1u64 << 48) {
             return Err(invalid(format!("wasm_memory_limit {n} exceeds 2^48")));
         }
         next.wasm_memory_limit = n.clone();
@@ -257,7 +257,7 @@ pub fn apply_settings(current: &DefiniteCanisterSettings, settings: &CanisterSet
         (&mut next.wasm_memory_threshold, &settings.wasm_memory_threshold),
     ] {
         if let Some(v) = value {
-            if *v > Nat::from(u64::MAX) {
+            if *v > u64::MAX {
                 return Err(invalid(format!("{v} does not fit 64 bits")));
             }
             *field = v.clone();

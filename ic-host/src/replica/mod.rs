@@ -233,10 +233,8 @@ impl Replica {
         if controllers.is_empty() {
             controllers.push(creator);
         }
-        if let Some(extra) = self.config.extra_controller {
-            if !controllers.contains(&extra) {
-                controllers.push(extra);
-            }
+        if let Some(extra) = self.config.extra_controller.filter(|extra| !controllers.contains(extra)) {
+            controllers.push(extra);
         }
         if controllers.len() > management::MAX_CONTROLLERS {
             return Err(Reject::new(ErrorCode::InvalidManagementPayload, format!("Invalid settings: at most {} controllers are allowed", management::MAX_CONTROLLERS)));

@@ -105,11 +105,11 @@ pub fn query(replica: &Replica, _sender: Principal, canister: Principal, method:
 fn create_canister(replica: &Replica, sender: Principal, arg: &[u8]) -> CallResult {
     let args = Decode!(arg, CreateCanisterArgs).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, format!("Error from Canister {}: decoding create_canister's argument failed: {e}", cycles_ledger())))?;
     let creation = args.creation_args.unwrap_or(CmcCreateCanisterArgs { subnet_selection: None, settings: None });
-    if let Some(SubnetSelection::Subnet { subnet }) = &creation.subnet_selection {
-        if *subnet != replica.subnet_id() {
-            let error = CreateCanisterError::GenericError { error_code: Nat::from(1u32), message: format!("Subnet {subnet} does not exist; this replica has only {}", replica.subnet_id()) };
-            return Encode!(&CreateCanisterResult::Err(error)).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, e.to_string()));
-        }
+    if let Some(SubnetSelection::Subnet { subnet }) = &creation.subnet_selection
+        && *subnet != replica.subnet_id()
+    {
+        let error = CreateCanisterError::GenericError { error_code: Nat::from(1u32), message: format!("Subnet {subnet} does not exist; this replica has only {}", replica.subnet_id()) };
+        return Encode!(&CreateCanisterResult::Err(error)).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, e.to_string()));
     }
     let cycles = u128::try_from(args.amount.0).unwrap_or(super::DEFAULT_PROVISIONAL_CYCLES);
     let settings = creation.settings;
