@@ -6,10 +6,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use candid::Principal;
-use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, Val};
+use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, V128, Val};
 
 use crate::cost::limits;
 use crate::instrument::{self, COUNTER_EXPORT, GLOBAL_EXPORT_PREFIX, TABLE_EXPORT};
+pub use crate::persist::{CanisterState, GlobalValue};
 use crate::system_api::{self, Kind, Message, Origin, PendingCall};
 use crate::validate::{self, ModuleInfo, ValidationError};
 
@@ -65,6 +66,9 @@ pub enum HostError {
     Trapped { method: String, message: String },
     #[error("the canister has no method {0:?}")]
     NoMethod(String),
+    /// A [`CanisterState`] that does not fit its own module (globals, heap size).
+    #[error("the state does not fit the module: {0}")]
+    State(String),
 }
 
 pub struct HostConfig {
@@ -135,6 +139,8 @@ pub struct Canister {
     module: Module,
     linker: Arc<Linker<system_api::State>>,
     info: ModuleInfo,
+    /// The module as installed (before instrumentation).
+    wasm: Arc<[u8]>,
     memory: Option<Memory>,
     counter: Global,
     globals: Vec<Global>,
@@ -143,17 +149,38 @@ pub struct Canister {
 /// What rolling back needs: the heap, the mutable globals and the timer.
 struct Snapshot {
     heap: Vec<u8>,
-    globals: Vec<Val>,
+    globals: Vec<GlobalValue>,
     timer: u64,
 }
 
+fn global_value(v: Val) -> GlobalValue {
+    match v {
+        Val::I32(v) => GlobalValue::I32(v as u32),
+        Val::I64(v) => GlobalValue::I64(v as u64),
+        Val::F32(bits) => GlobalValue::F32(bits),
+        Val::F64(bits) => GlobalValue::F64(bits),
+        Val::V128(v) => GlobalValue::V128(v.as_u128()),
+        _ => unreachable!("validation refuses mutable globals that hold references"),
+    }
+}
+
+fn val(v: GlobalValue) -> Val {
+    match v {
+        GlobalValue::I32(v) => Val::I32(v as i32),
+        GlobalValue::I64(v) => Val::I64(v as i64),
+        GlobalValue::F32(bits) => Val::F32(bits),
+        GlobalValue::F64(bits) => Val::F64(bits),
+        GlobalValue::V128(v) => Val::V128(V128::from(v)),
+    }
+}
+
 impl Canister {
-    fn instantiate(module: Module, info: ModuleInfo, state: system_api::State) -> Result<Canister, HostError> {
+    fn instantiate(module: Module, info: ModuleInfo, wasm: Arc<[u8]>, state: system_api::State) -> Result<Canister, HostError> {
         let linker = Arc::new(system_api::linker(engine()).map_err(|e| HostError::Instantiate(format!("{e:#}")))?);
-        Self::instantiate_with(module, info, state, linker)
+        Self::instantiate_with(module, info, wasm, state, linker)
     }
 
-    fn instantiate_with(module: Module, info: ModuleInfo, state: system_api::State, linker: Arc<Linker<system_api::State>>) -> Result<Canister, HostError> {
+    fn instantiate_with(module: Module, info: ModuleInfo, wasm: Arc<[u8]>, state: system_api::State, linker: Arc<Linker<system_api::State>>) -> Result<Canister, HostError> {
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.limits);
         // Other ic0 functions (validation refused other modules) trap when called.
@@ -172,39 +199,82 @@ impl Canister {
         store.data_mut().memory = memory;
         store.data_mut().counter = Some(counter);
         store.data_mut().table = table;
-        Ok(Canister { store, instance, module, linker, info, memory, counter, globals })
+        Ok(Canister { store, instance, module, linker, info, wasm, memory, counter, globals })
+    }
+
+    fn heap(&self) -> &[u8] {
+        self.memory.map_or(&[], |m| m.data(&self.store))
+    }
+
+    fn global_values(&mut self) -> Vec<GlobalValue> {
+        self.globals.iter().map(|g| global_value(g.get(&mut self.store))).collect()
     }
 
     fn snapshot(&mut self) -> Snapshot {
-        Snapshot {
-            heap: self.memory.map(|m| m.data(&self.store).to_vec()).unwrap_or_default(),
-            globals: self.globals.iter().map(|g| g.get(&mut self.store)).collect(),
-            timer: self.store.data().timer,
-        }
+        Snapshot { heap: self.heap().to_vec(), globals: self.global_values(), timer: self.store.data().timer }
     }
 
     /// Puts the heap and globals back as they were; re-instantiates if the heap grew (wasm
     /// memories cannot shrink, the IC's can roll back).
     fn restore(&mut self, snap: Snapshot) -> Result<(), HostError> {
-        let grew = self.memory.is_some_and(|m| m.data_size(&self.store) > snap.heap.len());
+        self.restore_memory(&snap.heap, &snap.globals)?;
+        self.store.data_mut().timer = snap.timer;
+        Ok(())
+    }
+
+    fn restore_memory(&mut self, heap: &[u8], globals: &[GlobalValue]) -> Result<(), HostError> {
+        let grew = self.memory.is_some_and(|m| m.data_size(&self.store) > heap.len());
         if grew {
             let state = std::mem::take(self.store.data_mut());
-            let fresh = Canister::instantiate_with(self.module.clone(), self.info.clone(), state, self.linker.clone())?;
+            let fresh = Canister::instantiate_with(self.module.clone(), self.info.clone(), self.wasm.clone(), state, self.linker.clone())?;
             *self = fresh;
         }
         if let Some(memory) = self.memory {
             let current = memory.data_size(&self.store);
-            if current < snap.heap.len() {
-                let pages = ((snap.heap.len() - current) / 65_536) as u64;
-                memory.grow(&mut self.store, pages).map_err(|e| HostError::Instantiate(format!("restoring the heap: {e}")))?;
+            if current < heap.len() {
+                // The heap had this size once; a lower wasm_memory_limit set since only stops
+                // further growth.
+                let pages = ((heap.len() - current) / 65_536) as u64;
+                let limit = std::mem::replace(&mut self.store.data_mut().limits.wasm_memory_limit, u64::MAX);
+                let grown = memory.grow(&mut self.store, pages);
+                self.store.data_mut().limits.wasm_memory_limit = limit;
+                grown.map_err(|e| HostError::Instantiate(format!("restoring the heap: {e}")))?;
             }
-            memory.data_mut(&mut self.store)[..snap.heap.len()].copy_from_slice(&snap.heap);
+            memory.data_mut(&mut self.store)[..heap.len()].copy_from_slice(heap);
         }
-        for (g, v) in self.globals.iter().zip(snap.globals) {
-            g.set(&mut self.store, v).map_err(|e| HostError::Instantiate(format!("restoring a global: {e}")))?;
+        for (g, &v) in self.globals.iter().zip(globals) {
+            g.set(&mut self.store, val(v)).map_err(|e| HostError::State(format!("restoring a global: {e}")))?;
         }
-        self.store.data_mut().timer = snap.timer;
         Ok(())
+    }
+
+    /// Takes everything of `state` but the module, which must be this canister's. Checks first
+    /// that the heap and globals fit, so a state that does not leaves the canister as it was.
+    fn restore_state(&mut self, state: &CanisterState) -> Result<(), HostError> {
+        let minimum = self.module.exports().find_map(|e| e.ty().memory().map(|m| m.minimum())).map(|pages| pages * 65_536);
+        match minimum {
+            Some(minimum) if (state.heap.len() as u64) < minimum || !state.heap.len().is_multiple_of(65_536) => {
+                return Err(HostError::State(format!("a heap of {} bytes for a module whose memory starts at {minimum} bytes and grows by 64 KiB pages", state.heap.len())));
+            }
+            None if !state.heap.is_empty() => return Err(HostError::State("a heap for a module without memory".into())),
+            _ => {}
+        }
+        let types: Vec<wasmtime::ValType> = self.globals.iter().map(|g| g.ty(&self.store).content().clone()).collect();
+        let fits = |(ty, v): (&wasmtime::ValType, &GlobalValue)| {
+            matches!(
+                (ty, v),
+                (wasmtime::ValType::I32, GlobalValue::I32(_))
+                    | (wasmtime::ValType::I64, GlobalValue::I64(_))
+                    | (wasmtime::ValType::F32, GlobalValue::F32(_))
+                    | (wasmtime::ValType::F64, GlobalValue::F64(_))
+                    | (wasmtime::ValType::V128, GlobalValue::V128(_))
+            )
+        };
+        if types.len() != state.globals.len() || !types.iter().zip(&state.globals).all(fits) {
+            return Err(HostError::State(format!("globals {:?} for a module whose mutable globals are {types:?}", state.globals)));
+        }
+        self.store.data_mut().restore_persistent(state);
+        self.restore_memory(&state.heap, &state.globals)
     }
 
     fn has_export(&self, name: &str) -> bool {
@@ -214,7 +284,7 @@ impl Canister {
     /// Runs one message execution; rolls back on a trap, or always when `persist` is false.
     /// Returns (instructions used, trap message if it trapped).
     fn execute(&mut self, entry: Entry, message: Message, persist: bool) -> Result<(u64, Option<String>), HostError> {
-        let limit = message.limit;
+        let (limit, kind) = (message.limit, message.kind);
         let snap = self.snapshot();
         {
             let state = self.store.data_mut();
@@ -243,6 +313,9 @@ impl Canister {
         if trap.is_none() && persist {
             // Calls the message made stay in the state until the host takes them.
             state.stable.commit();
+            if kind.bumps_version() {
+                state.canister_version += 1;
+            }
         } else {
             state.stable.rollback();
             state.discard_pending_calls();
@@ -282,29 +355,117 @@ fn slices(instructions: u64) -> u64 {
 /// A canister installed on the embedded host.
 pub struct Host {
     canister: Canister,
-    config: HostConfig,
 }
 
+// The local replica moves hosts between threads.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Host>();
+};
+
 impl Host {
-    /// Validates, instruments and installs `wasm`, then runs `canister_init` with `arg`.
+    /// Validates, instruments and installs `wasm`, then runs `canister_init` with `arg`. The
+    /// canister version goes from 0 (created) to 1 before `canister_init` runs, as on the IC.
     pub fn install(wasm: &[u8], arg: &[u8], config: HostConfig) -> Result<(Host, Outcome), HostError> {
-        let info = validate::validate(wasm)?;
-        let module = compile(&instrument::instrument(wasm)?)?;
-        let state = system_api::State::new(&config);
-        let canister = Canister::instantiate(module, info, state)?;
-        let mut host = Host { canister, config };
-        let caller = host.config.controllers.first().copied().unwrap_or_else(Principal::anonymous);
+        let mut state = system_api::State::new(&config);
+        state.canister_version += 1;
+        let mut host = Host { canister: Self::load(wasm, state)? };
+        let caller = host.install_caller();
         let outcome = host.run_install_hooks(&["canister_init"], arg, caller, limits::INSTALL)?;
         Ok((host, outcome))
     }
 
     /// Instantiates `wasm` without running `canister_init`: for reading its interface.
     pub fn load_without_init(wasm: &[u8]) -> Result<Host, HostError> {
+        Ok(Host { canister: Self::load(wasm, system_api::State::new(&HostConfig::default()))? })
+    }
+
+    fn load(wasm: &[u8], state: system_api::State) -> Result<Canister, HostError> {
         let info = validate::validate(wasm)?;
         let module = compile(&instrument::instrument(wasm)?)?;
-        let config = HostConfig::default();
-        let canister = Canister::instantiate(module, info, system_api::State::new(&config))?;
-        Ok(Host { canister, config })
+        Canister::instantiate(module, info, Arc::from(wasm), state)
+    }
+
+    /// Who installs and upgrades: the first controller.
+    fn install_caller(&self) -> Principal {
+        self.controllers().first().copied().unwrap_or_else(Principal::anonymous)
+    }
+
+    /// The canister's persistent state, taken between messages: a copy of the heap, the
+    /// globals, stable memory (pages shared copy-on-write) and the system state.
+    pub fn state(&mut self) -> CanisterState {
+        let heap = Arc::from(self.canister.heap());
+        let globals = self.canister.global_values();
+        let s = self.canister.store.data();
+        CanisterState {
+            wasm: self.canister.wasm.clone(),
+            heap,
+            globals,
+            stable: s.stable.clone(),
+            timer: s.timer,
+            certified_data: s.certified_data.clone(),
+            controllers: s.controllers.clone(),
+            canister_id: s.canister_id,
+            cycles: s.cycles,
+            time: s.time,
+            canister_version: s.canister_version,
+            wasm_memory_limit: s.limits.wasm_memory_limit,
+            random: s.random_state(),
+        }
+    }
+
+    /// A host running `state`: its module is validated, instrumented and instantiated, no
+    /// `canister_init`, `canister_post_upgrade` or other hook runs, then the heap, globals,
+    /// stable memory and system state are restored. (A wasm start function, which Rust
+    /// canisters do not have, runs at instantiation as wasm requires; the restore overwrites
+    /// what it did to the heap and globals.)
+    pub fn from_state(state: &CanisterState) -> Result<Host, HostError> {
+        let mut canister = Self::load(&state.wasm, system_api::State::default())?;
+        canister.restore_state(state)?;
+        Ok(Host { canister })
+    }
+
+    /// Rolls this host to `state`. When the module is the same it reuses the compiled module
+    /// and the instance (re-instantiating only if the heap must shrink); otherwise it is
+    /// [`Host::from_state`]. The log stays. On an error the host is unchanged.
+    pub fn restore_state(&mut self, state: &CanisterState) -> Result<(), HostError> {
+        if Arc::ptr_eq(&self.canister.wasm, &state.wasm) || self.canister.wasm[..] == state.wasm[..] {
+            return self.canister.restore_state(state);
+        }
+        let mut fresh = Host::from_state(state)?;
+        fresh.canister.store.data_mut().log = std::mem::take(&mut self.canister.store.data_mut().log);
+        *self = fresh;
+        Ok(())
+    }
+
+    /// The module as installed (before instrumentation).
+    pub fn wasm(&self) -> &[u8] {
+        &self.canister.wasm
+    }
+
+    /// What `ic0.canister_version` returns. It grows as on the IC: 1 once installed, +1 for each
+    /// upgrade and each committed update, callback or timer execution, and +1 for each
+    /// [`Host::bump_canister_version`]; queries, traps, refused upgrades and `inspect_message`
+    /// leave it.
+    pub fn canister_version(&self) -> u64 {
+        self.canister.store.data().canister_version
+    }
+
+    /// Counts a change the host does not see (settings or controllers changed through the
+    /// management canister of a replica built on this host).
+    pub fn bump_canister_version(&mut self) {
+        self.canister.store.data_mut().canister_version += 1;
+    }
+
+    /// Replaces the controllers `ic0.is_controller` checks and upgrades run as. It does not
+    /// change the canister version: the caller decides (see [`Host::bump_canister_version`]).
+    pub fn set_controllers(&mut self, controllers: Vec<Principal>) {
+        self.canister.store.data_mut().controllers = controllers;
+    }
+
+    /// What the canister last set with `ic0.certified_data_set` (at most 32 bytes).
+    pub fn certified_data(&self) -> &[u8] {
+        &self.canister.store.data().certified_data
     }
 
     /// Runs `names` in order as one install-like message with a shared budget; any trap undoes all.
@@ -337,13 +498,14 @@ impl Host {
     pub fn upgrade(&mut self, wasm: &[u8], arg: &[u8]) -> Result<Outcome, HostError> {
         let info = validate::validate(wasm)?;
         let module = compile(&instrument::instrument(wasm)?)?;
-        let caller = self.config.controllers.first().copied().unwrap_or_else(Principal::anonymous);
+        let caller = self.install_caller();
         let stable_before = self.canister.store.data().stable.clone();
         let pre = self.run_install_hooks(&["canister_pre_upgrade"], &[], caller, limits::INSTALL)?;
         // The new instance starts from an empty heap with the old stable memory and settings.
         let mut state = self.canister.store.data().carry_over();
         state.timer = 0; // the IC clears the global timer on upgrade
-        let old = std::mem::replace(&mut self.canister, Canister::instantiate(module, info, state)?);
+        state.canister_version += 1; // before post_upgrade runs, as on the IC
+        let old = std::mem::replace(&mut self.canister, Canister::instantiate(module, info, Arc::from(wasm), state)?);
         match self.run_install_hooks(&["canister_post_upgrade"], arg, caller, limits::INSTALL - pre.instructions) {
             Ok(post) => Ok(Outcome {
                 response: Response::Reply(Vec::new()),
@@ -396,7 +558,7 @@ impl Host {
         while let Some(event) = events.pop_front() {
             match event {
                 Event::Execute(call) => {
-                    let me = self.config.canister_id;
+                    let me = self.canister_id();
                     let export = format!("canister_update {}", call.method);
                     if !self.canister.has_export(&export) {
                         let response = Response::Reject { code: RejectCode::CanisterError, message: format!("the canister has no update method {:?}", call.method) };
@@ -448,7 +610,7 @@ impl Host {
         let (used, trap) = self.canister.execute(entry, message, true)?;
         totals.0 += used;
         totals.1 += slices(used);
-        let me = self.config.canister_id;
+        let me = self.canister_id();
         let state = self.canister.store.data_mut();
         for call in state.take_performed() {
             if call.callee.is_empty() {
@@ -484,6 +646,13 @@ impl Host {
 
     /// A query: runs against the current state and never changes it.
     pub fn query(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<Outcome, HostError> {
+        self.query_with_certificate(method, arg, caller, None)
+    }
+
+    /// A non-replicated query that is given `certificate` (a certificate of the canister's
+    /// certified data): `ic0.data_certificate_present` returns 1 and
+    /// `ic0.data_certificate_size`/`_copy` return it. With `None` it is [`Host::query`].
+    pub fn query_with_certificate(&mut self, method: &str, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
         let export = format!("canister_query {method}");
         let export = if self.canister.has_export(&export) { export } else { format!("canister_composite_query {method}") };
         if !self.canister.has_export(&export) {
@@ -492,7 +661,8 @@ impl Host {
         let state = self.canister.store.data_mut();
         let log_start = state.log.len();
         let context = state.open_context(Origin::Ingress);
-        let message = Message::new(Kind::Query, arg.to_vec(), caller, method, limits::QUERY);
+        let mut message = Message::new(Kind::Query, arg.to_vec(), caller, method, limits::QUERY);
+        message.certificate = certificate;
         let (used, trap) = self.canister.execute(Entry::Export(export), message, false)?;
         let state = self.canister.store.data_mut();
         state.current = None;
@@ -521,7 +691,7 @@ impl Host {
         }
         state.timer = 0;
         let log_start = state.log.len();
-        let me = self.config.canister_id;
+        let me = state.canister_id;
         let message = Message::new(Kind::Timer, Vec::new(), me, "canister_global_timer", limits::UPDATE);
         let mut outcome = self.run_tree(Origin::System, Entry::Export("canister_global_timer".into()), message, log_start)?;
         // A system task answers nobody; only a trap is worth reporting.
@@ -542,11 +712,11 @@ impl Host {
     }
 
     pub fn canister_id(&self) -> Principal {
-        self.config.canister_id
+        self.canister.store.data().canister_id
     }
 
     pub fn controllers(&self) -> &[Principal] {
-        &self.config.controllers
+        &self.canister.store.data().controllers
     }
 
     /// Everything the canister printed with `debug_print` (and trap messages), oldest first.
@@ -562,7 +732,7 @@ impl Host {
         }
         let func = self.canister.instance.get_typed_func::<(), i32>(&mut self.canister.store, "get_candid_pointer").ok()?;
         let snap = self.canister.snapshot();
-        let caller = self.config.canister_id;
+        let caller = self.canister_id();
         self.canister.store.data_mut().begin_message(Message::new(Kind::Query, Vec::new(), caller, "get_candid_pointer", limits::QUERY));
         self.canister.counter.set(&mut self.canister.store, Val::I64(limits::QUERY as i64)).ok()?;
         let pointer = func.call(&mut self.canister.store, ()).ok();
@@ -595,6 +765,5 @@ impl Host {
     /// Sets the canister's `wasm_memory_limit` (at most 4 GiB).
     pub fn set_wasm_memory_limit(&mut self, bytes: u64) {
         self.canister.store.data_mut().limits.wasm_memory_limit = bytes.min(MAX_WASM_MEMORY);
-        self.config.wasm_memory_limit = bytes.min(MAX_WASM_MEMORY);
     }
 }

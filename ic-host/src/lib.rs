@@ -5,6 +5,7 @@
 //! - [`instrument`] and [`cost`]: instruction metering as the replica instruments modules.
 //! - [`system_api`]: the `ic0` functions.
 //! - [`host`]: install, update, query, upgrade and timers, with commit and rollback.
+//! - [`persist`]: a canister's state between messages and its files on disk.
 //!
 //! ```no_run
 //! use ic_host::host::{Host, HostConfig, default_controller};
@@ -20,6 +21,7 @@ pub mod host;
 pub mod http;
 pub mod replica;
 pub mod instrument;
+pub mod persist;
 pub mod stable;
 pub mod system_api;
 pub mod validate;

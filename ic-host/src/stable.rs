@@ -1,7 +1,10 @@
 //! Stable memory: up to 500 GiB, stored sparsely (pages that were never written cost nothing),
-//! with an undo journal so that a trapped message leaves it as it was.
+//! with an undo journal so that a trapped message leaves it as it was. Pages are shared
+//! copy-on-write, so a clone (a snapshot of the canister's state) costs one reference per page
+//! and a message copies only the pages it writes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 pub const PAGE: u64 = 65_536;
 /// 500 GiB in 64 KiB pages.
@@ -10,7 +13,7 @@ pub const MAX_PAGES: u64 = 500 * (1 << 30) / PAGE;
 #[derive(Default, Clone)]
 pub struct StableMemory {
     pages: u64,
-    data: BTreeMap<u64, Box<[u8]>>,
+    data: BTreeMap<u64, Arc<[u8]>>,
     journal: Option<Journal>,
 }
 
@@ -18,7 +21,7 @@ pub struct StableMemory {
 struct Journal {
     pages_before: u64,
     /// (page index, content before the message, or None if it did not exist).
-    saved: Vec<(u64, Option<Box<[u8]>>)>,
+    saved: Vec<(u64, Option<Arc<[u8]>>)>,
     saved_set: HashSet<u64>,
 }
 
@@ -55,7 +58,8 @@ impl StableMemory {
         }
     }
 
-    /// Writes and returns the 4 KiB OS pages touched (for dirty-page charging).
+    /// Writes `bytes` at `offset` (the caller checked the bounds); the first write of a page in a
+    /// message saves its old content in the journal.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) {
         let mut done = 0usize;
         while done < bytes.len() {
@@ -67,8 +71,8 @@ impl StableMemory {
                     journal.saved.push((page, self.data.get(&page).cloned()));
                 }
             }
-            let target = self.data.entry(page).or_insert_with(|| vec![0u8; PAGE as usize].into_boxed_slice());
-            target[within..within + n].copy_from_slice(&bytes[done..done + n]);
+            let target = self.data.entry(page).or_insert_with(|| Arc::from(vec![0u8; PAGE as usize]));
+            Arc::make_mut(target)[within..within + n].copy_from_slice(&bytes[done..done + n]);
             done += n;
         }
     }
@@ -104,6 +108,38 @@ impl StableMemory {
     pub fn resident_bytes(&self) -> u64 {
         self.data.len() as u64 * PAGE
     }
+
+    /// The pages that were ever written, by index, ascending; the others read as zeros.
+    pub fn pages(&self) -> impl Iterator<Item = (u64, &Arc<[u8]>)> {
+        self.data.iter().map(|(&index, page)| (index, page))
+    }
+
+    pub fn page(&self, index: u64) -> Option<&Arc<[u8]>> {
+        self.data.get(&index)
+    }
+
+    /// Stable memory of `size` pages holding `pages`; `None` if the size is past the limit or a
+    /// page is not 64 KiB or lies past the size.
+    pub fn from_pages(size: u64, pages: impl IntoIterator<Item = (u64, Arc<[u8]>)>) -> Option<StableMemory> {
+        if size > MAX_PAGES {
+            return None;
+        }
+        let mut data = BTreeMap::new();
+        for (index, page) in pages {
+            if index >= size || page.len() as u64 != PAGE {
+                return None;
+            }
+            data.insert(index, page);
+        }
+        Some(StableMemory { pages: size, data, journal: None })
+    }
+}
+
+/// Equal contents and size (an open journal is not content).
+impl PartialEq for StableMemory {
+    fn eq(&self, other: &Self) -> bool {
+        self.pages == other.pages && self.data == other.data
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +167,24 @@ mod tests {
         assert_eq!(two, [0, 0]);
         assert_eq!(s.grow(MAX_PAGES), None);
         assert!(s.in_bounds(3 * PAGE - 1, 1) && !s.in_bounds(3 * PAGE - 1, 2) && !s.in_bounds(u64::MAX, 2));
+    }
+
+    #[test]
+    fn clones_share_pages_until_written() {
+        let mut s = StableMemory::default();
+        s.grow(2);
+        s.write(0, b"a");
+        s.write(PAGE, b"b");
+        let snapshot = s.clone();
+        s.write(PAGE, b"c");
+        assert!(Arc::ptr_eq(s.page(0).unwrap(), snapshot.page(0).unwrap()), "an unwritten page was copied");
+        assert!(!Arc::ptr_eq(s.page(1).unwrap(), snapshot.page(1).unwrap()));
+        let mut byte = [0u8; 1];
+        snapshot.read(PAGE, &mut byte);
+        assert_eq!(&byte, b"b", "writing after the clone changed the clone");
+        let rebuilt = StableMemory::from_pages(s.size(), s.pages().map(|(i, p)| (i, p.clone()))).unwrap();
+        assert!(rebuilt == s && rebuilt != snapshot);
+        assert!(StableMemory::from_pages(1, [(1, Arc::from(vec![0u8; PAGE as usize]))]).is_none(), "a page past the size");
+        assert!(StableMemory::from_pages(1, [(0, Arc::from(vec![0u8; 10]))]).is_none(), "a short page");
     }
 }

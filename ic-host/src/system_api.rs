@@ -7,6 +7,7 @@ use wasmtime::{AsContextMut, Caller, Engine, Global, Linker, Memory, ResourceLim
 use crate::cost::system_api as charge_of;
 use crate::host::{HostConfig, RejectCode, Response};
 use crate::instrument::{IMPORT_MODULE, OUT_OF_INSTRUCTIONS};
+use crate::persist::CanisterState;
 use crate::stable::StableMemory;
 
 /// The error a host function returns when the instruction budget is spent.
@@ -38,6 +39,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether a committed execution of this kind changes the canister version, as on the IC
+    /// (updates, callbacks and timers; an install or upgrade counts once, as a whole).
+    pub fn bumps_version(self) -> bool {
+        matches!(self, Kind::Update | Kind::ReplyCallback | Kind::RejectCallback | Kind::Cleanup | Kind::Timer)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Kind::Start => "start",
@@ -67,11 +74,13 @@ pub struct Message {
     pub reject: Option<(u32, String)>,
     pub reply_buffer: Vec<u8>,
     pub accepted: bool,
+    /// The certificate of the certified data, which only non-replicated queries may be given.
+    pub certificate: Option<Vec<u8>>,
 }
 
 impl Message {
     pub fn new(kind: Kind, arg: Vec<u8>, caller: Principal, method: &str, limit: u64) -> Message {
-        Message { kind, arg, caller, method: method.to_string(), limit, reject: None, reply_buffer: Vec::new(), accepted: false }
+        Message { kind, arg, caller, method: method.to_string(), limit, reject: None, reply_buffer: Vec::new(), accepted: false, certificate: None }
     }
 }
 
@@ -153,6 +162,8 @@ pub struct State {
     pub canister_id: Principal,
     pub controllers: Vec<Principal>,
     pub certified_data: Vec<u8>,
+    /// What `ic0.canister_version` returns (see `Host::canister_version` for when it grows).
+    pub canister_version: u64,
     pub log: Vec<String>,
     pub message: Option<Message>,
     pub contexts: std::collections::HashMap<u64, CallContext>,
@@ -183,6 +194,7 @@ impl Default for State {
             canister_id: Principal::anonymous(),
             controllers: Vec::new(),
             certified_data: Vec::new(),
+            canister_version: 0,
             log: Vec::new(),
             message: None,
             contexts: Default::default(),
@@ -221,10 +233,30 @@ impl State {
             canister_id: self.canister_id,
             controllers: self.controllers.clone(),
             certified_data: self.certified_data.clone(),
+            canister_version: self.canister_version,
             log: self.log.clone(),
             random: self.random,
             ..State::default()
         }
+    }
+
+    /// Takes the system state of a snapshot; the heap and globals are the instance's business.
+    pub fn restore_persistent(&mut self, s: &CanisterState) {
+        self.limits.wasm_memory_limit = s.wasm_memory_limit;
+        self.stable = s.stable.clone();
+        self.time = s.time;
+        self.timer = s.timer;
+        self.cycles = s.cycles;
+        self.canister_id = s.canister_id;
+        self.controllers = s.controllers.clone();
+        self.certified_data = s.certified_data.clone();
+        self.canister_version = s.canister_version;
+        self.random = s.random;
+    }
+
+    /// The `raw_rand` stream's state, for snapshots.
+    pub fn random_state(&self) -> u64 {
+        self.random
     }
 
     pub fn begin_message(&mut self, message: Message) {
@@ -593,7 +625,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     l.func_wrap("ic0", "canister_version", |mut c: Ctx<'_>| -> HostResult<i64> {
         allowed(&mut c, "canister_version", ALL)?;
         charge(&mut c, charge_of::DEFAULT)?;
-        Ok(1)
+        Ok(c.data().canister_version as i64)
     })?;
     l.func_wrap("ic0", "in_replicated_execution", |mut c: Ctx<'_>| -> HostResult<i32> {
         let kind = allowed(&mut c, "in_replicated_execution", ALL)?;
@@ -645,7 +677,24 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     l.func_wrap("ic0", "data_certificate_present", |mut c: Ctx<'_>| -> HostResult<i32> {
         allowed(&mut c, "data_certificate_present", ALL)?;
         charge(&mut c, charge_of::DEFAULT)?;
-        Ok(0)
+        Ok(message(&c).certificate.is_some() as i32)
+    })?;
+    // Only non-replicated queries get a certificate; without one these trap, as on the IC.
+    l.func_wrap("ic0", "data_certificate_size", |mut c: Ctx<'_>| -> HostResult<i32> {
+        allowed(&mut c, "data_certificate_size", &[Kind::Query])?;
+        charge(&mut c, charge_of::DEFAULT)?;
+        match message(&c).certificate.as_ref().map(|cert| cert.len() as i32) {
+            Some(size) => Ok(size),
+            None => trap(&mut c, "\"ic0.data_certificate_size\": no certificate is present".into()),
+        }
+    })?;
+    l.func_wrap("ic0", "data_certificate_copy", |mut c: Ctx<'_>, dst: u32, offset: u32, size: u32| -> HostResult<()> {
+        allowed(&mut c, "data_certificate_copy", &[Kind::Query])?;
+        charge(&mut c, charge_of::DEFAULT + u64::from(size))?;
+        match message(&c).certificate.clone() {
+            Some(certificate) => copy_out(&mut c, &certificate, dst, offset, size, "data_certificate_copy"),
+            None => trap(&mut c, "\"ic0.data_certificate_copy\": no certificate is present".into()),
+        }
     })?;
     l.func_wrap("ic0", "debug_print", |mut c: Ctx<'_>, src: u32, size: u32| -> HostResult<()> {
         charge(&mut c, charge_of::DEBUG_PRINT + u64::from(size))?;

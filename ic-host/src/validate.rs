@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use wasmparser::{ExternalKind, Parser, Payload, TypeRef, Validator, WasmFeatures};
+use wasmparser::{ExternalKind, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures};
 
 /// Module limits of the IC.
 pub const MAX_MODULE_BYTES: usize = 100 << 20;
@@ -57,6 +57,10 @@ pub enum ValidationError {
     CustomSectionsTooLarge { found: usize, limit: usize },
     #[error("rule 'reserved names': the module uses the host's reserved name {name:?}")]
     Reserved { name: String },
+    /// The host's own rule: it persists mutable globals as numbers (see `docs/IC-HOST-STATE.md`),
+    /// and a reference has no value outside its instance.
+    #[error("rule 'persisted globals': mutable global {index} holds a reference, which the host cannot persist")]
+    ReferenceGlobal { index: usize },
 }
 
 /// The wasm features the IC enables: SIMD without relaxed SIMD, bulk memory, reference types,
@@ -68,6 +72,24 @@ pub fn ic_features() -> WasmFeatures {
     f
 }
 
+/// Who may read a metadata section (`read_state` on `/canister/<id>/metadata/<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// `icp:public NAME`: anyone.
+    Public,
+    /// `icp:private NAME`: the controllers only.
+    Private,
+}
+
+/// One `icp:public NAME` or `icp:private NAME` custom section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// NAME, without the `icp:public ` / `icp:private ` prefix.
+    pub name: String,
+    pub visibility: Visibility,
+    pub bytes: Vec<u8>,
+}
+
 /// What a valid module offers.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleInfo {
@@ -76,6 +98,8 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
     /// The `candid:service` metadata (public or private custom section), if present.
     pub candid_service: Option<String>,
+    /// Every metadata section, in module order.
+    pub metadata: Vec<Metadata>,
 }
 
 pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
@@ -112,7 +136,15 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
                 }
             }
             Payload::FunctionSection(s) => functions += s.count() as usize,
-            Payload::GlobalSection(s) => globals += s.count() as usize,
+            Payload::GlobalSection(s) => {
+                for global in s {
+                    let ty = global.map_err(invalid)?.ty;
+                    if ty.mutable && !matches!(ty.content_type, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64 | ValType::V128) {
+                        return Err(ValidationError::ReferenceGlobal { index: globals });
+                    }
+                    globals += 1;
+                }
+            }
             Payload::ExportSection(s) => {
                 let mut seen = HashSet::new();
                 for export in s {
@@ -165,12 +197,14 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
             }
             Payload::CustomSection(c) => {
                 let name = c.name();
-                if let Some(meta) = name.strip_prefix("icp:public ").or_else(|| name.strip_prefix("icp:private ")) {
+                let meta = name.strip_prefix("icp:public ").map(|m| (m, Visibility::Public)).or_else(|| name.strip_prefix("icp:private ").map(|m| (m, Visibility::Private)));
+                if let Some((meta, visibility)) = meta {
                     custom_count += 1;
                     custom_bytes += c.data().len() + meta.len();
                     if meta == "candid:service" {
                         info.candid_service = Some(String::from_utf8_lossy(c.data()).into_owned());
                     }
+                    info.metadata.push(Metadata { name: meta.to_string(), visibility, bytes: c.data().to_vec() });
                 }
             }
             _ => {}
@@ -189,4 +223,37 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
         return Err(ValidationError::CustomSectionsTooLarge { found: custom_bytes, limit: MAX_CUSTOM_SECTIONS_BYTES });
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_sections_are_kept_with_their_visibility() {
+        let wasm = wat::parse_str(
+            r#"(module
+                (@custom "icp:public candid:service" "service : {}")
+                (@custom "icp:private secret" "\00\01")
+                (@custom "name-of-something-else" "ignored"))"#,
+        )
+        .unwrap();
+        let info = validate(&wasm).unwrap();
+        assert_eq!(info.candid_service.as_deref(), Some("service : {}"));
+        assert_eq!(
+            info.metadata,
+            [
+                Metadata { name: "candid:service".into(), visibility: Visibility::Public, bytes: b"service : {}".to_vec() },
+                Metadata { name: "secret".into(), visibility: Visibility::Private, bytes: vec![0, 1] },
+            ]
+        );
+    }
+
+    #[test]
+    fn mutable_reference_globals_are_refused() {
+        let wasm = wat::parse_str("(module (global i32 (i32.const 0)) (global (mut funcref) (ref.null func)))").unwrap();
+        assert_eq!(validate(&wasm).unwrap_err(), ValidationError::ReferenceGlobal { index: 1 });
+        let immutable = wat::parse_str("(module (global funcref (ref.null func)) (global (mut i64) (i64.const 0)))").unwrap();
+        assert!(validate(&immutable).is_ok());
+    }
 }

@@ -179,6 +179,12 @@ fn more() -> More {
     }
 }
 
+/// The certificate a non-replicated query was given (ic0.data_certificate_*), if any.
+#[ic_cdk::query]
+fn certificate() -> Option<Vec<u8>> {
+    ic_cdk::api::data_certificate()
+}
+
 #[ic_cdk::query]
 fn replicated_in_query() -> bool {
     ic_cdk::api::in_replicated_execution()
