@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use candid::{CandidType, Decode, Deserialize, Encode, Principal};
-use ic_agent::identity::{AnonymousIdentity, BasicIdentity, DelegatedIdentity, Identity, Secp256k1Identity};
-use ic_agent::{Agent, AgentError};
-use ic_host::http::server::{RunningServer, ServeConfig, start};
+use common::replica::{InitArg, agent, create_and_install, ed25519, gzip, reject_of, secp256k1, server, walsh_reply_text};
+use ic_agent::identity::{AnonymousIdentity, DelegatedIdentity, Identity};
 use ic_transport_types::{Delegation, SignedDelegation};
 
 #[derive(CandidType, Deserialize, Debug)]
@@ -24,84 +22,6 @@ struct Env {
     instructions: u64,
     call_context_instructions: u64,
     balance: u128,
-}
-
-#[derive(CandidType)]
-struct InitArg {
-    greeting: String,
-}
-
-fn server() -> RunningServer {
-    start(ServeConfig { port: 0, state_dir: None, controller: None }).expect("ic-host serve starts")
-}
-
-async fn agent(url: &str, identity: impl Identity + 'static) -> Agent {
-    let agent = Agent::builder().with_url(url).with_identity(identity).build().expect("agent");
-    agent.fetch_root_key().await.expect("the root key is served");
-    agent
-}
-
-fn ed25519(seed: u8) -> BasicIdentity {
-    BasicIdentity::from_raw_key(&[seed; 32])
-}
-
-fn secp256k1(seed: u8) -> Secp256k1Identity {
-    Secp256k1Identity::from_private_key(k256::SecretKey::from_slice(&[seed; 32]).expect("valid scalar"))
-}
-
-/// Creates a canister through the management canister and installs `wasm` with `arg`.
-async fn create_and_install(agent: &Agent, wasm: &[u8], arg: Vec<u8>) -> Principal {
-    #[derive(CandidType, Deserialize)]
-    struct CanisterIdRecord {
-        canister_id: Principal,
-    }
-    let create = ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs::default();
-    let reply = agent
-        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
-        .with_effective_canister_id(ic_host::replica::canister_id_of(0))
-        .with_arg(Encode!(&create).unwrap())
-        .call_and_wait()
-        .await
-        .expect("create");
-    let id = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
-    let install = ic_management_canister_types::InstallCodeArgs {
-        mode: ic_management_canister_types::CanisterInstallMode::Install,
-        canister_id: id,
-        wasm_module: wasm.to_vec(),
-        arg,
-        sender_canister_version: None,
-    };
-    agent
-        .update(&Principal::management_canister(), "install_code")
-        .with_effective_canister_id(id)
-        .with_arg(Encode!(&install).unwrap())
-        .call_and_wait()
-        .await
-        .expect("install_code");
-    id
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
-
-/// A walsh canister reply in Candid text, typed by `canister/walsh.did` (so field names show
-/// even when the module under test carries no metadata).
-fn walsh_reply_text(method: &str, reply: &[u8]) -> String {
-    let did = test_support::repo_root().join("canister/walsh.did");
-    let (env, actor) = candid_parser::utils::CandidSource::File(&did).load().expect("walsh.did parses");
-    let service = actor.expect("walsh.did has a service");
-    let func = env.get_method(&service, method).expect("method in walsh.did");
-    candid::IDLArgs::from_bytes_with_types(reply, &env, &func.rets).expect("reply matches walsh.did").to_string()
-}
-
-fn reject_of(error: AgentError) -> ic_transport_types::RejectResponse {
-    match error {
-        AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => reject,
-        other => panic!("expected a reject, got {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,16 +39,7 @@ async fn walsh_canister_installs_gzipped_and_answers_queries_updates_and_typed_e
     assert!(text.contains("NoModel"), "model_info before an upload: {text}");
 
     // An update with a typed Err reply (certified): a session needs a model.
-    #[derive(CandidType)]
-    struct GenerateRequest {
-        prompt: String,
-        max_tokens: u32,
-        temperature: Option<f32>,
-        top_k: Option<u32>,
-        top_p: Option<f32>,
-        seed: Option<u64>,
-    }
-    let request = GenerateRequest { prompt: "ROMEO:".into(), max_tokens: 5, temperature: None, top_k: None, top_p: None, seed: None };
+    let request = common::replica::greedy("ROMEO:", 5);
     let reply = agent.update(&id, "session_start").with_arg(Encode!(&request).unwrap()).call_and_wait().await.expect("session_start");
     let text = walsh_reply_text("session_start", &reply);
     assert!(text.contains("NoModel"), "session_start before an upload: {text}");

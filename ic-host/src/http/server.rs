@@ -44,6 +44,8 @@ pub const MAX_CONNECTIONS: usize = 256;
 const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often due global timers run.
 const TIMER_PERIOD: Duration = Duration::from_millis(100);
+/// How often changes reach the state directory (and always at shutdown).
+const PERSIST_PERIOD: Duration = Duration::from_secs(1);
 
 pub struct ServeConfig {
     pub port: u16,
@@ -60,7 +62,7 @@ pub struct Subnet {
 impl Subnet {
     pub fn new(state_dir: Option<PathBuf>, controller: Option<Principal>) -> anyhow::Result<Subnet> {
         let keys = SubnetKeys::load_or_create(state_dir.as_deref())?;
-        let replica = Replica::new(ReplicaConfig { state_dir, extra_controller: controller }, keys.subnet_id());
+        let replica = Replica::open(ReplicaConfig { state_dir, extra_controller: controller }, keys.subnet_id())?;
         Ok(Subnet { replica, keys })
     }
 
@@ -138,12 +140,19 @@ pub fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
         runtime.block_on(async move {
             let Ok(listener) = TcpListener::from_std(std_listener) else { return };
             let timers = tokio::spawn(run_timers(served.clone()));
+            let persister = tokio::spawn(run_persister(served.clone()));
             let app = router(served.clone());
             let listener = BoundedListener { inner: listener, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) };
             let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.await;
             }).await;
             timers.abort();
+            persister.abort();
+            // Everything committed reaches the state directory before the server exits.
+            let s = served.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.replica.persist(true)).await {
+                eprintln!("ic-host serve: writing the state directory failed: {e}");
+            }
         });
     })?;
     Ok(RunningServer { url: format!("http://{addr}"), addr, subnet, shutdown: Some(tx), thread: Some(thread) })
@@ -155,6 +164,24 @@ async fn run_timers(subnet: Arc<Subnet>) {
         tick.tick().await;
         let s = subnet.clone();
         let _ = tokio::task::spawn_blocking(move || s.replica.run_timers()).await;
+    }
+}
+
+/// Writes changes to the state directory once a second, as a replica checkpoints.
+async fn run_persister(subnet: Arc<Subnet>) {
+    let mut tick = tokio::time::interval(PERSIST_PERIOD);
+    let mut reported = false;
+    loop {
+        tick.tick().await;
+        let s = subnet.clone();
+        match tokio::task::spawn_blocking(move || s.replica.persist(false)).await {
+            Ok(Err(e)) if !reported => {
+                eprintln!("ic-host serve: writing the state directory failed (will retry): {e}");
+                reported = true;
+            }
+            Ok(Ok(())) => reported = false,
+            _ => {}
+        }
     }
 }
 

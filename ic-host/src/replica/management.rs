@@ -144,9 +144,10 @@ pub fn call(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> C
         "uninstall_code" => {
             let args: CanisterIdRecord = decode(method, arg)?;
             with_controlled(replica, sender, args.canister_id, method, |record| {
+                let version = record.version();
                 record.module = None;
                 record.chunks.clear();
-                record.version += 1;
+                record.version = version + 1;
                 encode(&())
             })
         }
@@ -185,7 +186,7 @@ fn with_controlled(replica: &Replica, sender: Principal, id: Principal, method: 
         return Err(Reject::not_controller(&id, method));
     }
     let result = f(&mut record);
-    slot.publish(&record);
+    slot.commit(&mut record);
     result
 }
 
@@ -209,7 +210,7 @@ fn create_canister(replica: &Replica, sender: Principal, settings: Option<Canist
         let mut record = slot.lock();
         let controllers = record.settings.controllers.clone();
         record.settings = DefiniteCanisterSettings { controllers, ..base };
-        slot.publish(&record);
+        slot.commit(&mut record);
     }
     Ok(id)
 }
@@ -218,9 +219,10 @@ fn set_settings(record: &mut CanisterRecord, settings: DefiniteCanisterSettings)
     if let Some(installed) = record.module.as_mut() {
         let limit = u64::try_from(settings.wasm_memory_limit.0.clone()).unwrap_or(crate::host::MAX_WASM_MEMORY);
         installed.host.set_wasm_memory_limit(if limit == 0 { crate::host::MAX_WASM_MEMORY } else { limit });
+        installed.host.set_controllers(settings.controllers.clone());
     }
     record.settings = settings;
-    record.version += 1;
+    record.bump_version();
 }
 
 /// `settings` applied over `current`, refusing what the IC refuses.
@@ -330,7 +332,11 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
                     format!("Canister {id} cannot be installed because the canister is not empty. Try installing with mode='reinstall' instead."),
                 ));
             }
-            let (host, _) = Host::install(&wasm, arg, host_config(record, time)).map_err(install_error)?;
+            let (mut host, _) = Host::install(&wasm, arg, host_config(record, time)).map_err(install_error)?;
+            // The version counts on from the canister's history (creation, earlier modules).
+            for _ in 0..record.version() {
+                host.bump_canister_version();
+            }
             record.module = Some(Installed { host, module_hash, wasm_size: wasm.len() as u64 });
         }
         CanisterInstallMode::Upgrade(flags) => {
@@ -353,7 +359,6 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
             installed.wasm_size = wasm.len() as u64;
         }
     }
-    record.version += 1;
     encode(&())
 }
 
@@ -398,8 +403,8 @@ fn assemble(store: &CanisterRecord, args: &InstallChunkedCodeArgs) -> CallResult
 /// `canister_status` with every field of the current record.
 pub fn status(record: &CanisterRecord) -> CanisterStatusResult {
     let (heap, stable, wasm_size, module_hash, version) = match &record.module {
-        Some(m) => (m.host.heap_bytes(), m.host.stable_bytes(), m.wasm_size, Some(m.module_hash.to_vec()), record.version),
-        None => (0, 0, 0, None, record.version),
+        Some(m) => (m.host.heap_bytes(), m.host.stable_bytes(), m.wasm_size, Some(m.module_hash.to_vec()), record.version()),
+        None => (0, 0, 0, None, record.version()),
     };
     let chunk_bytes: usize = record.chunks.iter().map(|(_, c)| c.len()).sum();
     let memory_size = heap + stable + wasm_size + chunk_bytes as u64;

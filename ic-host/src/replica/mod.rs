@@ -10,6 +10,7 @@
 
 pub mod management;
 pub mod reject;
+pub mod state_dir;
 pub mod system_canisters;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,8 @@ use candid::Principal;
 use ic_management_canister_types::{CanisterStatusType, DefiniteCanisterSettings, LogVisibility, SnapshotVisibility, StatusVisibility};
 
 use crate::host::{Host, HostConfig, HostError, Outcome};
+use crate::persist::CanisterState;
+use crate::validate::Visibility;
 use reject::{CallResult, ErrorCode, Reject};
 
 /// The IC's limit on one ingress message (application subnets: `MAX_INGRESS_BYTES_PER_MESSAGE`).
@@ -94,6 +97,14 @@ pub struct CanisterRecord {
     pub version: u64,
 }
 
+/// The last committed state of a canister with code: what queries run against while an update
+/// holds the canister, and what the state directory stores.
+pub struct Committed {
+    pub version: u64,
+    pub module_hash: [u8; 32],
+    pub state: Arc<CanisterState>,
+}
+
 impl CanisterRecord {
     fn new(id: Principal, controllers: Vec<Principal>, cycles: u128) -> CanisterRecord {
         CanisterRecord { id, settings: default_settings(controllers), status: CanisterStatusType::Running, cycles, module: None, chunks: Vec::new(), version: 0 }
@@ -103,16 +114,29 @@ impl CanisterRecord {
         self.settings.controllers.contains(who)
     }
 
+    /// The canister version (`canister_status`, `ic0.canister_version`).
+    pub fn version(&self) -> u64 {
+        self.module.as_ref().map_or(self.version, |m| m.host.canister_version())
+    }
+
+    /// Counts a settings change in the canister version.
+    pub fn bump_version(&mut self) {
+        match self.module.as_mut() {
+            Some(m) => m.host.bump_canister_version(),
+            None => self.version += 1,
+        }
+    }
+
     pub fn published(&self) -> Published {
         let (module_hash, metadata) = match &self.module {
             None => (None, Vec::new()),
             Some(m) => {
-                let info = m.host.module_info();
-                let metadata = info.candid_service.iter().map(|did| ("candid:service".to_string(), true, did.as_bytes().to_vec())).collect();
+                let metadata = m.host.module_info().metadata.iter().map(|s| (s.name.clone(), s.visibility == Visibility::Public, s.bytes.clone())).collect();
                 (Some(m.module_hash), metadata)
             }
         };
-        Published { status: self.status, controllers: self.settings.controllers.clone(), module_hash, metadata, certified_data: Vec::new() }
+        let certified_data = self.module.as_ref().map(|m| m.host.certified_data().to_vec()).unwrap_or_default();
+        Published { status: self.status, controllers: self.settings.controllers.clone(), module_hash, metadata, certified_data }
     }
 }
 
@@ -135,17 +159,114 @@ pub fn default_settings(controllers: Vec<Principal>) -> DefiniteCanisterSettings
     }
 }
 
-/// One canister: `exec` serializes its messages; `published` is what read_state and queries
-/// see of its last committed state.
+/// One canister: `exec` serializes its messages and management operations; `published` is
+/// what read_state sees of its last committed state, `committed` that state itself, which a
+/// second instance (`query_host`) runs queries against while `exec` is busy, as the IC
+/// answers queries from the last certified state during a long update.
 pub struct CanisterSlot {
     pub id: Principal,
     pub exec: Mutex<CanisterRecord>,
     pub published: RwLock<Published>,
+    pub committed: RwLock<Option<Arc<Committed>>>,
+    query_host: Mutex<Option<(Arc<Committed>, Host)>>,
+    /// Changed since the state directory last got it.
+    pub dirty: std::sync::atomic::AtomicBool,
+    /// The state last written to the state directory (for incremental writes).
+    written: Mutex<Option<Arc<CanisterState>>>,
 }
 
 impl CanisterSlot {
-    fn publish(&self, record: &CanisterRecord) {
+    fn new(record: CanisterRecord) -> CanisterSlot {
+        CanisterSlot {
+            id: record.id,
+            published: RwLock::new(record.published()),
+            committed: RwLock::new(None),
+            query_host: Mutex::new(None),
+            dirty: std::sync::atomic::AtomicBool::new(true),
+            written: Mutex::new(None),
+            exec: Mutex::new(record),
+        }
+    }
+
+    /// Writes the canister to the state directory if it changed. With `wait` false a canister
+    /// busy with a message is left for the next round.
+    fn persist(&self, root: &std::path::Path, wait: bool) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let record = if wait {
+            Some(self.lock())
+        } else {
+            self.exec.try_lock().ok()
+        };
+        let Some(record) = record else {
+            self.dirty.store(true, Ordering::Release);
+            return Ok(());
+        };
+        // Consistent with the record: commits happen under the same lock.
+        let committed = self.committed.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let chunks = record.chunks.clone();
+        let settings = record.settings.clone();
+        let (status, cycles, version) = (record.status, record.cycles, record.version());
+        let wasm_size = record.module.as_ref().map_or(0, |m| m.wasm_size);
+        drop(record);
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let write = state_dir::CanisterWrite {
+            id: self.id,
+            status,
+            cycles,
+            settings: &settings,
+            version,
+            chunks: &chunks,
+            module: committed.as_ref().map(|c| (c.module_hash, wasm_size, &*c.state)),
+        };
+        let result = state_dir::write_canister(root, &write, written.as_deref());
+        match result {
+            Ok(()) => *written = committed.map(|c| c.state.clone()),
+            Err(_) => self.dirty.store(true, Ordering::Release),
+        }
+        result
+    }
+
+    /// Makes what `record` now holds the committed state: published for read_state, a
+    /// snapshot for queries (taken only when the canister version or module changed, which
+    /// every committed execution and settings change does), marked for the state directory.
+    pub fn commit(&self, record: &mut CanisterRecord) {
         *self.published.write().unwrap_or_else(|e| e.into_inner()) = record.published();
+        let version = record.version();
+        let mut committed = self.committed.write().unwrap_or_else(|e| e.into_inner());
+        let stale = match (&*committed, &record.module) {
+            (Some(c), Some(m)) => c.version != version || c.module_hash != m.module_hash,
+            (None, None) => false,
+            _ => true,
+        };
+        if stale {
+            *committed = record.module.as_mut().map(|m| Arc::new(Committed { version, module_hash: m.module_hash, state: Arc::new(m.host.state()) }));
+        }
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Runs a query against the committed state on the second instance, bringing it up to
+    /// date first.
+    fn query_committed(&self, time: u64, method: &str, arg: &[u8], caller: Principal) -> CallResult {
+        let committed = self.committed.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(committed) = committed else { return Err(no_module(&self.id)) };
+        let mut slot = self.query_host.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = matches!(&*slot, Some((c, _)) if Arc::ptr_eq(c, &committed));
+        if !fresh {
+            let restored = match slot.take() {
+                Some((_, mut host)) => host.restore_state(&committed.state).map(|()| host),
+                None => Host::from_state(&committed.state),
+            };
+            match restored {
+                Ok(host) => *slot = Some((committed.clone(), host)),
+                Err(e) => return Err(Reject::new(ErrorCode::CanisterTrapped, format!("Error from Canister {}: restoring the committed state failed: {e}", self.id))),
+            }
+        }
+        let Some((_, host)) = slot.as_mut() else { return Err(no_module(&self.id)) };
+        host.set_time(time);
+        outcome_of(&self.id, method, "query", host.query(method, arg, caller))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, CanisterRecord> {
@@ -180,6 +301,8 @@ pub struct Replica {
     subnet_id: Principal,
     /// Blocks of the emulated cycles ledger (one per canister it created).
     blocks: Mutex<u64>,
+    /// Canisters deleted since the state directory was last written.
+    removed: Mutex<Vec<Principal>>,
 }
 
 impl Replica {
@@ -194,7 +317,62 @@ impl Replica {
             clock: Mutex::new(0),
             subnet_id,
             blocks: Mutex::new(0),
+            removed: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The subnet stored in `config.state_dir` (or a new one if it holds none yet).
+    pub fn open(config: ReplicaConfig, subnet_id: Principal) -> std::io::Result<Replica> {
+        let root = config.state_dir.clone();
+        let replica = Replica::new(config, subnet_id);
+        let Some(root) = root else { return Ok(replica) };
+        if let Some((next, blocks)) = state_dir::read_replica(&root)? {
+            *replica.next_index.lock().unwrap_or_else(|e| e.into_inner()) = next.max(FIRST_CANISTER_INDEX);
+            *replica.blocks.lock().unwrap_or_else(|e| e.into_inner()) = blocks;
+        }
+        let mut canisters = replica.canisters.write().unwrap_or_else(|e| e.into_inner());
+        for stored in state_dir::read_canisters(&root)? {
+            let id = stored.id;
+            let module = match stored.module {
+                None => None,
+                Some((module_hash, wasm_size, state)) => {
+                    let host = Host::from_state(&state).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("canister {id}: {e}")))?;
+                    Some(Installed { host, module_hash, wasm_size })
+                }
+            };
+            let record = CanisterRecord { id, settings: stored.settings, status: stored.status, cycles: stored.cycles, module, chunks: stored.chunks, version: stored.version };
+            let slot = CanisterSlot::new(record);
+            slot.commit(&mut slot.lock());
+            // What was read is what the directory holds: nothing to write until it changes.
+            *slot.written.lock().unwrap_or_else(|e| e.into_inner()) = slot.committed.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.state.clone());
+            slot.dirty.store(false, std::sync::atomic::Ordering::Release);
+            canisters.insert(id, Arc::new(slot));
+        }
+        drop(canisters);
+        Ok(replica)
+    }
+
+    /// Writes what changed to the state directory (no-op without one). The server calls this
+    /// periodically (`wait` false: busy canisters wait for the next round) and at shutdown.
+    pub fn persist(&self, wait: bool) -> std::io::Result<()> {
+        let Some(root) = self.config.state_dir.clone() else { return Ok(()) };
+        std::fs::create_dir_all(root.join("canisters"))?;
+        let next = *self.next_index.lock().unwrap_or_else(|e| e.into_inner());
+        let blocks = *self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        state_dir::write_replica(&root, next, blocks)?;
+        let removed = std::mem::take(&mut *self.removed.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in removed {
+            state_dir::remove_canister(&root, &id)?;
+        }
+        let mut first_error = None;
+        for id in self.canister_ids() {
+            if let Some(slot) = self.canister(&id) {
+                if let Err(e) = slot.persist(&root, wait) {
+                    first_error.get_or_insert(std::io::Error::new(e.kind(), format!("canister {id}: {e}")));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn subnet_id(&self) -> Principal {
@@ -259,13 +437,14 @@ impl Replica {
             }
         };
         let record = CanisterRecord::new(id, controllers, cycles);
-        let slot = Arc::new(CanisterSlot { id, published: RwLock::new(record.published()), exec: Mutex::new(record) });
+        let slot = Arc::new(CanisterSlot::new(record));
         canisters.insert(id, slot);
         Ok(id)
     }
 
     pub fn remove_canister(&self, id: &Principal) {
         self.canisters.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.removed.lock().unwrap_or_else(|e| e.into_inner()).push(*id);
     }
 
     /// Records that a call was received (and is being processed); returns the known record if
@@ -321,10 +500,10 @@ impl Replica {
         let mut record = slot.lock();
         runnable(&canister_id, record.status, record.module.is_some())?;
         let time = self.time();
-        let Some(installed) = record.module.as_mut() else { unreachable!("runnable checked the module") };
+        let Some(installed) = record.module.as_mut() else { return Err(no_module(&canister_id)) };
         installed.host.set_time(time);
         let result = outcome_of(&canister_id, method, "update", installed.host.update(method, arg, sender));
-        slot.publish(&record);
+        slot.commit(&mut record);
         result
     }
 
@@ -337,10 +516,15 @@ impl Replica {
             return result;
         }
         let slot = self.canister(&canister_id).ok_or_else(|| Reject::canister_not_found(&canister_id))?;
-        let mut record = slot.lock();
-        runnable(&canister_id, record.status, record.module.is_some())?;
         let time = self.time();
-        let Some(installed) = record.module.as_mut() else { unreachable!("runnable checked the module") };
+        // While an update holds the canister, the query runs on the committed state instead.
+        let Ok(mut record) = slot.exec.try_lock() else {
+            let published = slot.published.read().unwrap_or_else(|e| e.into_inner()).clone();
+            runnable(&canister_id, published.status, published.module_hash.is_some())?;
+            return slot.query_committed(time, method, arg, sender);
+        };
+        runnable(&canister_id, record.status, record.module.is_some())?;
+        let Some(installed) = record.module.as_mut() else { return Err(no_module(&canister_id)) };
         installed.host.set_time(time);
         outcome_of(&canister_id, method, "query", installed.host.query(method, arg, sender))
     }
@@ -358,7 +542,7 @@ impl Replica {
             let Some(installed) = record.module.as_mut() else { continue };
             installed.host.set_time(time);
             if let Ok(Some(_)) = installed.host.tick() {
-                slot.publish(&record);
+                slot.commit(&mut record);
             }
         }
     }
@@ -372,9 +556,13 @@ fn runnable(id: &Principal, status: CanisterStatusType, has_module: bool) -> Res
         CanisterStatusType::Running => {}
     }
     if !has_module {
-        return Err(Reject::new(ErrorCode::CanisterWasmModuleNotFound, format!("Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module.")));
+        return Err(no_module(id));
     }
     Ok(())
+}
+
+fn no_module(id: &Principal) -> Reject {
+    Reject::new(ErrorCode::CanisterWasmModuleNotFound, format!("Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."))
 }
 
 /// The reply or reject of one execution on the embedded host.

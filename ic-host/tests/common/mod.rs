@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod replica;
 pub mod scenarios;
 
 use std::path::PathBuf;
