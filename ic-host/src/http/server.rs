@@ -412,7 +412,12 @@ async fn query(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, body
         return r;
     }
     let s = subnet.clone();
-    let result: CallResult = match tokio::task::spawn_blocking(move || s.replica.query(sender, canister_id, &method_name, &arg)).await {
+    let query = move || {
+        // Non-replicated queries see a certificate of the canister's certified data.
+        let certify = |data: &[u8]| certificate::data_certificate(&s.keys, canister_id, data, now_ns());
+        s.replica.query(sender, canister_id, &method_name, &arg, certify)
+    };
+    let result: CallResult = match tokio::task::spawn_blocking(query).await {
         Ok(result) => result,
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed inside the host: {e}")),
     };

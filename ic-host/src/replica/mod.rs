@@ -249,7 +249,7 @@ impl CanisterSlot {
 
     /// Runs a query against the committed state on the second instance, bringing it up to
     /// date first.
-    fn query_committed(&self, time: u64, method: &str, arg: &[u8], caller: Principal) -> CallResult {
+    fn query_committed(&self, time: u64, method: &str, arg: &[u8], caller: Principal, certificate: Vec<u8>) -> CallResult {
         let committed = self.committed.read().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(committed) = committed else { return Err(no_module(&self.id)) };
         let mut slot = self.query_host.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,7 +266,7 @@ impl CanisterSlot {
         }
         let Some((_, host)) = slot.as_mut() else { return Err(no_module(&self.id)) };
         host.set_time(time);
-        outcome_of(&self.id, method, "query", host.query(method, arg, caller))
+        outcome_of(&self.id, method, "query", host.query_with_certificate(method, arg, caller, Some(certificate)))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, CanisterRecord> {
@@ -507,8 +507,9 @@ impl Replica {
         result
     }
 
-    /// Executes a query against the canister's last committed state.
-    pub fn query(&self, sender: Principal, canister_id: Principal, method: &str, arg: &[u8]) -> CallResult {
+    /// Executes a query against the canister's last committed state. `data_certificate` makes
+    /// `data_certificate_copy` work in it: the caller builds it over [`Replica::certified_data`].
+    pub fn query(&self, sender: Principal, canister_id: Principal, method: &str, arg: &[u8], data_certificate: impl FnOnce(&[u8]) -> Vec<u8>) -> CallResult {
         if canister_id == Principal::management_canister() {
             return management::query(self, sender, method, arg);
         }
@@ -521,12 +522,14 @@ impl Replica {
         let Ok(mut record) = slot.exec.try_lock() else {
             let published = slot.published.read().unwrap_or_else(|e| e.into_inner()).clone();
             runnable(&canister_id, published.status, published.module_hash.is_some())?;
-            return slot.query_committed(time, method, arg, sender);
+            let certificate = data_certificate(&published.certified_data);
+            return slot.query_committed(time, method, arg, sender, certificate);
         };
         runnable(&canister_id, record.status, record.module.is_some())?;
         let Some(installed) = record.module.as_mut() else { return Err(no_module(&canister_id)) };
         installed.host.set_time(time);
-        outcome_of(&canister_id, method, "query", installed.host.query(method, arg, sender))
+        let certificate = data_certificate(installed.host.certified_data());
+        outcome_of(&canister_id, method, "query", installed.host.query_with_certificate(method, arg, sender, Some(certificate)))
     }
 
     /// Runs every due global timer (the server calls this periodically, as the IC's scheduler
