@@ -194,10 +194,10 @@ pub fn router(subnet: Arc<Subnet>) -> Router {
         .route("/api/v4/subnet/{sid}/call", post(subnet_call))
         .route("/api/v2/canister/{ecid}/query", post(query))
         .route("/api/v3/canister/{ecid}/query", post(query))
-        .route("/api/v2/canister/{ecid}/read_state", post(read_state_canister_v2))
-        .route("/api/v3/canister/{ecid}/read_state", post(read_state_canister_v3))
-        .route("/api/v2/subnet/{sid}/read_state", post(read_state_subnet_v2))
-        .route("/api/v3/subnet/{sid}/read_state", post(read_state_subnet_v3))
+        .route("/api/v2/canister/{ecid}/read_state", post(read_state_canister_handler::<false>))
+        .route("/api/v3/canister/{ecid}/read_state", post(read_state_canister_handler::<true>))
+        .route("/api/v2/subnet/{sid}/read_state", post(read_state_subnet_handler::<false>))
+        .route("/api/v3/subnet/{sid}/read_state", post(read_state_subnet_handler::<true>))
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not found: this is the IC HTTP interface of ic-host serve (/api/v2/status, /api/v{2,3,4}/canister/<id>/{call,query,read_state})") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(subnet)
@@ -429,20 +429,14 @@ async fn query(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, body
     cbor(StatusCode::OK, body)
 }
 
-async fn read_state_canister_v2(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, body: Bytes) -> Response {
-    read_state_canister(&subnet, &ecid, &body, ApiVersion::V2)
+/// `/api/v{2,3}/canister/<ecid>/read_state` (`V3`: which version's path rules apply).
+async fn read_state_canister_handler<const V3: bool>(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, body: Bytes) -> Response {
+    read_state_canister(&subnet, &ecid, &body, if V3 { ApiVersion::V3 } else { ApiVersion::V2 })
 }
 
-async fn read_state_canister_v3(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, body: Bytes) -> Response {
-    read_state_canister(&subnet, &ecid, &body, ApiVersion::V3)
-}
-
-async fn read_state_subnet_v2(State(subnet): State<Arc<Subnet>>, Path(sid): Path<String>, body: Bytes) -> Response {
-    read_state_subnet(&subnet, &sid, &body, ApiVersion::V2)
-}
-
-async fn read_state_subnet_v3(State(subnet): State<Arc<Subnet>>, Path(sid): Path<String>, body: Bytes) -> Response {
-    read_state_subnet(&subnet, &sid, &body, ApiVersion::V3)
+/// `/api/v{2,3}/subnet/<sid>/read_state`.
+async fn read_state_subnet_handler<const V3: bool>(State(subnet): State<Arc<Subnet>>, Path(sid): Path<String>, body: Bytes) -> Response {
+    read_state_subnet(&subnet, &sid, &body, if V3 { ApiVersion::V3 } else { ApiVersion::V2 })
 }
 
 fn read_state_canister(subnet: &Subnet, ecid: &str, body: &[u8], version: ApiVersion) -> Response {
