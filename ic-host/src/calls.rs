@@ -38,7 +38,7 @@ pub(crate) fn run_tree(canister: &mut Canister, origin: Origin, entry: Entry, me
             Event::Execute(call) => {
                 let me = canister.store.data().canister_id;
                 let export = format!("canister_update {}", call.method);
-                if !canister.has_export(&export) {
+                if !canister.has_method(&export) {
                     let response = Response::Reject { code: RejectCode::CanisterError, message: format!("the canister has no update method {:?}", call.method) };
                     events.push_back(Event::Deliver(call, response));
                     continue;

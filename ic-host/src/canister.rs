@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, V128, Val};
+use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, TypedFunc, V128, Val};
 
 use crate::cost::limits;
 use crate::ic0;
@@ -237,23 +237,34 @@ impl Canister {
         self.module.get_export(name).is_some()
     }
 
+    /// Whether `name` is an entry point the host can call: an exported function of type
+    /// `() -> ()`. (An export of another type is no method.)
+    pub(crate) fn has_method(&self, name: &str) -> bool {
+        self.module.get_export(name).is_some_and(|e| e.func().is_some_and(|f| f.params().len() == 0 && f.results().len() == 0))
+    }
+
     /// Runs one message execution; rolls back on a trap, or always when `persist` is false.
     /// Returns (instructions used, trap message if it trapped).
     pub(crate) fn execute(&mut self, entry: Entry, message: Message, persist: bool) -> Result<(u64, Option<String>), HostError> {
         let (limit, kind) = (message.limit, message.kind);
+        // Everything that can fail without running the canister fails before the message
+        // begins, so that an error leaves no message, journal or snapshot half open.
+        let target = match entry {
+            Entry::Export(name) => Target::Export(self.instance.get_typed_func::<(), ()>(&mut self.store, &name).map_err(|_| HostError::NoMethod(name))?),
+            Entry::Callback { fun, env } => Target::Callback { fun, env },
+        };
+        self.counter.set(&mut self.store, Val::I64(limit as i64)).map_err(|e| HostError::Instantiate(e.to_string()))?;
         let snap = self.snapshot();
         {
             let state = self.store.data_mut();
+            debug_assert!(!state.stable.in_message(), "executions do not nest");
             state.stable.begin();
             state.begin_message(message);
         }
-        self.counter.set(&mut self.store, Val::I64(limit as i64)).map_err(|e| HostError::Instantiate(e.to_string()))?;
-        let result = match entry {
-            Entry::Export(name) => match self.instance.get_typed_func::<(), ()>(&mut self.store, &name) {
-                Ok(f) => f.call(&mut self.store, ()),
-                Err(_) => return Err(HostError::NoMethod(name)),
-            },
-            Entry::Callback { fun, env } => call_table(&mut self.store, fun, env),
+        let result = match target {
+            Target::Export(f) => f.call(&mut self.store, ()),
+            // A bad table entry traps inside the execution, as on the IC.
+            Target::Callback { fun, env } => call_table(&mut self.store, fun, env),
         };
         let remaining = match self.counter.get(&mut self.store) {
             Val::I64(v) => v,
@@ -316,6 +327,12 @@ pub(crate) enum Entry {
     /// An exported function: a method (`canister_update NAME`, …) or a system hook.
     Export(String),
     /// `table[fun](env)`: a reply, reject or cleanup callback.
+    Callback { fun: u32, env: u32 },
+}
+
+/// An [`Entry`] with its export looked up.
+enum Target {
+    Export(TypedFunc<(), ()>),
     Callback { fun: u32, env: u32 },
 }
 

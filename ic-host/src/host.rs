@@ -168,11 +168,11 @@ impl Host {
     /// left to run.
     pub fn update(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<Outcome, HostError> {
         let export = format!("canister_update {method}");
-        if !self.canister.has_export(&export) {
+        if !self.canister.has_method(&export) {
             return Err(HostError::NoMethod(method.to_string()));
         }
         let log_start = self.canister.store.data().log.len();
-        if self.canister.has_export("canister_inspect_message") {
+        if self.canister.has_method("canister_inspect_message") {
             let message = Message::new(Kind::InspectMessage, arg.to_vec(), caller, method, limits::INSPECT_MESSAGE);
             let (used, trap) = self.canister.execute(Entry::Export("canister_inspect_message".into()), message, false)?;
             let accepted = self.canister.store.data().last_accepted;
@@ -200,8 +200,8 @@ impl Host {
     /// `ic0.data_certificate_size`/`_copy` return it. With `None` it is [`Host::query`].
     pub fn query_with_certificate(&mut self, method: &str, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
         let export = format!("canister_query {method}");
-        let export = if self.canister.has_export(&export) { export } else { format!("canister_composite_query {method}") };
-        if !self.canister.has_export(&export) {
+        let export = if self.canister.has_method(&export) { export } else { format!("canister_composite_query {method}") };
+        if !self.canister.has_method(&export) {
             return Err(HostError::NoMethod(method.to_string()));
         }
         let state = self.canister.store.data_mut();
@@ -230,7 +230,7 @@ impl Host {
 
     /// Runs the global timer if it is due.
     pub fn tick(&mut self) -> Result<Option<Outcome>, HostError> {
-        let has_timer = self.canister.has_export("canister_global_timer");
+        let has_timer = self.canister.has_method("canister_global_timer");
         let state = self.canister.store.data_mut();
         if state.timer == 0 || state.time < state.timer || !has_timer {
             return Ok(None);
@@ -298,5 +298,31 @@ impl Host {
     /// Sets the canister's `wasm_memory_limit` (at most 4 GiB).
     pub fn set_wasm_memory_limit(&mut self, bytes: u64) {
         self.canister.store.data_mut().limits.wasm_memory_limit = bytes.min(MAX_WASM_MEMORY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An export of a method with the wrong signature is no method, and asking for it leaves
+    /// no message, call context or stable-memory journal open.
+    #[test]
+    fn a_method_with_the_wrong_signature_leaves_nothing_open() {
+        let wasm = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                (func (export "canister_update run") (param i32))
+                (func (export "canister_query look") (result i32) (i32.const 0))
+                (func (export "canister_pre_upgrade") (param i64)))"#,
+        )
+        .unwrap();
+        let (mut host, _) = Host::install(&wasm, &[], HostConfig::default()).unwrap();
+        assert!(matches!(host.update("run", &[], default_controller()), Err(HostError::NoMethod(_))));
+        assert!(matches!(host.query("look", &[], default_controller()), Err(HostError::NoMethod(_))));
+        assert!(matches!(host.upgrade(&wasm, &[]), Err(HostError::NoMethod(_))));
+        let state = host.canister.store.data();
+        assert!(state.message.is_none(), "a message was left open");
+        assert!(state.contexts.is_empty() && state.current.is_none(), "a call context was left open");
+        assert!(!state.stable.in_message(), "the stable-memory journal was left open");
     }
 }

@@ -82,6 +82,11 @@ impl StableMemory {
         self.journal = Some(Journal { pages_before: self.pages, ..Journal::default() });
     }
 
+    /// Whether a message's changes are being recorded (between `begin` and `commit`/`rollback`).
+    pub fn in_message(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Keeps the message's changes.
     pub fn commit(&mut self) {
         self.journal = None;
