@@ -136,19 +136,26 @@ impl Host {
     }
 
     /// Replaces the code, keeping stable memory: `canister_pre_upgrade` on the old code, a fresh
-    /// heap, `canister_post_upgrade(arg)` on the new code. If anything traps the old code and
-    /// state stay.
+    /// heap, `canister_post_upgrade(arg)` on the new code. If anything fails the old code and
+    /// state stay, as they were before `canister_pre_upgrade` (the IC reverts its changes too).
     pub fn upgrade(&mut self, wasm: &[u8], arg: &[u8]) -> Result<Outcome, HostError> {
         let code = Code::new(wasm)?;
         let caller = self.install_caller();
-        let stable_before = self.canister.store.data().stable.clone();
+        let before = self.canister.state();
         let pre = self.run_install_hooks(&["canister_pre_upgrade"], &[], caller, limits::INSTALL)?;
         // The new instance starts from an empty heap with the old stable memory and settings.
         let mut state = self.canister.store.data().carry_over();
         state.timer = 0; // the IC clears the global timer on upgrade
         state.canister_version += 1; // before post_upgrade runs, as on the IC
-        let old = std::mem::replace(&mut self.canister, Canister::new(code, state)?);
-        match self.run_install_hooks(&["canister_post_upgrade"], arg, caller, limits::INSTALL - pre.instructions) {
+        let post = Canister::new(code, state).and_then(|new| {
+            let old = std::mem::replace(&mut self.canister, new);
+            let post = self.run_install_hooks(&["canister_post_upgrade"], arg, caller, limits::INSTALL - pre.instructions);
+            if post.is_err() {
+                self.canister = old;
+            }
+            post
+        });
+        match post {
             Ok(post) => Ok(Outcome {
                 response: Response::Reply(Vec::new()),
                 instructions: pre.instructions + post.instructions,
@@ -156,8 +163,7 @@ impl Host {
                 log: [pre.log, post.log].concat(),
             }),
             Err(e) => {
-                self.canister = old;
-                self.canister.store.data_mut().stable = stable_before;
+                self.canister.restore_state(&before)?;
                 Err(e)
             }
         }
