@@ -66,10 +66,10 @@ impl StableMemory {
             let at = offset + done as u64;
             let (page, within) = (at / PAGE, (at % PAGE) as usize);
             let n = (PAGE as usize - within).min(bytes.len() - done);
-            if let Some(journal) = &mut self.journal {
-                if journal.saved_set.insert(page) {
-                    journal.saved.push((page, self.data.get(&page).cloned()));
-                }
+            if let Some(journal) = &mut self.journal
+                && journal.saved_set.insert(page)
+            {
+                journal.saved.push((page, self.data.get(&page).cloned()));
             }
             let target = self.data.entry(page).or_insert_with(|| Arc::from(vec![0u8; PAGE as usize]));
             Arc::make_mut(target)[within..within + n].copy_from_slice(&bytes[done..done + n]);
@@ -80,6 +80,11 @@ impl StableMemory {
     /// Starts recording changes of one message.
     pub fn begin(&mut self) {
         self.journal = Some(Journal { pages_before: self.pages, ..Journal::default() });
+    }
+
+    /// Whether a message's changes are being recorded (between `begin` and `commit`/`rollback`).
+    pub fn in_message(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// Keeps the message's changes.

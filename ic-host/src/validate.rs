@@ -178,10 +178,8 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
                     return Err(ValidationError::TooManyMethods { found: seen.len(), limit: MAX_EXPORTED_METHODS });
                 }
             }
-            Payload::CodeSectionStart { size, .. } => {
-                if size as usize > MAX_CODE_SECTION_BYTES {
-                    return Err(ValidationError::CodeTooLarge { found: size as usize, limit: MAX_CODE_SECTION_BYTES });
-                }
+            Payload::CodeSectionStart { size, .. } if size as usize > MAX_CODE_SECTION_BYTES => {
+                return Err(ValidationError::CodeTooLarge { found: size as usize, limit: MAX_CODE_SECTION_BYTES });
             }
             Payload::CodeSectionEntry(body) => {
                 let mut reader = body.get_operators_reader().map_err(invalid)?;

@@ -246,6 +246,6 @@ fn msg_reject_and_reject_callbacks() {
 #[test]
 fn the_test_canister_imports_every_implemented_function() {
     let info = ic_host::validate::validate(common::test_canister_wasm()).unwrap();
-    let missing: Vec<String> = ic_host::system_api::implemented().into_iter().filter(|f| !info.imports.contains(f)).collect();
+    let missing: Vec<String> = ic_host::ic0::implemented().into_iter().filter(|f| !info.imports.contains(f)).collect();
     assert!(missing.is_empty(), "implemented but not exercised by the test canister: {missing:?}");
 }
