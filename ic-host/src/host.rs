@@ -18,6 +18,16 @@ use crate::validate::ModuleInfo;
 pub use crate::persist::{CanisterState, GlobalValue};
 pub use crate::types::{HostConfig, HostError, MAX_WASM_MEMORY, Outcome, RejectCode, Response, default_controller};
 
+/// What `canister_inspect_message` decided about an ingress message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspection {
+    Accepted,
+    /// It returned without calling `ic0.accept_message`.
+    Refused,
+    /// It trapped (the message says how).
+    Trapped(String),
+}
+
 /// A canister installed on the embedded host.
 pub struct Host {
     canister: Canister,
@@ -178,20 +188,45 @@ impl Host {
             return Err(HostError::NoMethod(method.to_string()));
         }
         let log_start = self.canister.store.data().log.len();
-        if self.canister.has_method("canister_inspect_message") {
-            let message = Message::new(Kind::InspectMessage, arg.to_vec(), caller, method, limits::INSPECT_MESSAGE);
-            let (used, trap) = self.canister.execute(Entry::Export("canister_inspect_message".into()), message, false)?;
-            let accepted = self.canister.store.data().last_accepted;
-            if trap.is_some() || !accepted {
-                let reason = trap.unwrap_or_else(|| "the canister did not accept the message".into());
-                return Ok(Outcome {
-                    response: Response::Reject { code: RejectCode::CanisterReject, message: format!("inspect_message refused {method}: {reason}") },
-                    instructions: used,
-                    slices: slices(used),
-                    log: self.canister.store.data().log[log_start..].to_vec(),
-                });
-            }
+        let (inspection, used) = self.inspect_message(method, arg, caller)?;
+        let reason = match inspection {
+            Inspection::Accepted => return self.execute_update(method, arg, caller),
+            Inspection::Refused => "the canister did not accept the message".to_string(),
+            Inspection::Trapped(message) => message,
+        };
+        Ok(Outcome {
+            response: Response::Reject { code: RejectCode::CanisterReject, message: format!("inspect_message refused {method}: {reason}") },
+            instructions: used,
+            slices: slices(used),
+            log: self.canister.store.data().log[log_start..].to_vec(),
+        })
+    }
+
+    /// Runs `canister_inspect_message` for an ingress update to `method`, as a replica does
+    /// before it accepts the message (never committed); with no such export every message is
+    /// accepted. Returns the verdict and the instructions it used.
+    pub fn inspect_message(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<(Inspection, u64), HostError> {
+        if !self.canister.has_method("canister_inspect_message") {
+            return Ok((Inspection::Accepted, 0));
         }
+        let message = Message::new(Kind::InspectMessage, arg.to_vec(), caller, method, limits::INSPECT_MESSAGE);
+        let (used, trap) = self.canister.execute(Entry::Export("canister_inspect_message".into()), message, false)?;
+        let verdict = match trap {
+            Some(message) => Inspection::Trapped(message),
+            None if self.canister.store.data().last_accepted => Inspection::Accepted,
+            None => Inspection::Refused,
+        };
+        Ok((verdict, used))
+    }
+
+    /// An ingress update that was already accepted ([`Host::inspect_message`]): the method
+    /// runs, then everything its calls set in motion.
+    pub fn execute_update(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<Outcome, HostError> {
+        let export = format!("canister_update {method}");
+        if !self.canister.has_method(&export) {
+            return Err(HostError::NoMethod(method.to_string()));
+        }
+        let log_start = self.canister.store.data().log.len();
         let message = Message::new(Kind::Update, arg.to_vec(), caller, method, limits::UPDATE);
         calls::run_tree(&mut self.canister, Origin::Ingress, Entry::Export(export), message, log_start)
     }

@@ -133,6 +133,16 @@ async fn traps_and_rejects_carry_the_ic_codes() {
     assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterReject);
     assert_eq!(reject.reject_message, "no thanks");
 
+    // inspect_message refuses before execution: an uncertified (non-replicated) reject, IC0406.
+    let error = admin.update(&id, "refused_by_inspect").with_arg(Encode!().unwrap()).call_and_wait().await.expect_err("refused");
+    match error {
+        ic_agent::AgentError::UncertifiedReject { reject, .. } => {
+            assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterReject);
+            assert_eq!(reject.error_code.as_deref(), Some("IC0406"), "{}", reject.reject_message);
+        }
+        other => panic!("expected a non-replicated rejection, got {other}"),
+    }
+
     // Management: a non-controller may not read the status.
     let stranger = agent(&server.url, ed25519(9)).await;
     let arg = Encode!(&ic_management_canister_types::CanisterIdRecord { canister_id: id }).unwrap();

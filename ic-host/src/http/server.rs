@@ -292,23 +292,26 @@ fn call_request(subnet: &Subnet, body: &[u8], ecid: Principal) -> Result<CallReq
     Ok(CallRequest { request_id: envelope.request_id.0, sender, canister_id, method: method_name, arg, expiry: ingress_expiry })
 }
 
-/// Starts executing `request` unless the same request was seen before; the handle resolves
-/// when the message finished (and its status is recorded).
-fn submit(subnet: &Arc<Subnet>, request: CallRequest) -> Result<tokio::task::JoinHandle<()>, Reject> {
-    if let Some(known) = subnet.replica.begin_request(request.request_id, request.sender, request.canister_id, request.expiry) {
+/// Starts executing `request` unless the same request was seen before (after the checks
+/// before induction, whose refusal is returned); the handle resolves when the message
+/// finished and its status is recorded.
+async fn submit(subnet: &Arc<Subnet>, request: CallRequest) -> Result<tokio::task::JoinHandle<()>, Reject> {
+    let id = request.request_id;
+    if subnet.replica.begin_request(id, request.sender, request.canister_id, request.expiry).is_some() {
         // The IC executes a request once; a resubmission just waits for (or reads) its status.
-        let _ = known;
         let s = subnet.clone();
-        let id = request.request_id;
         return Ok(tokio::spawn(async move {
             while matches!(s.replica.request(&id).map(|r| r.status), Some(RequestStatus::Processing)) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
     }
-    if let Err(reject) = subnet.replica.admit_call(&request.canister_id) {
-        // Refused before execution (no such canister, no module, stopped): not certified.
-        subnet.replica.forget_request(&request.request_id);
+    let s = subnet.clone();
+    let (sender, canister, method, arg) = (request.sender, request.canister_id, request.method.clone(), request.arg.clone());
+    let admitted = tokio::task::spawn_blocking(move || s.replica.admit_call(sender, &canister, &method, &arg)).await;
+    let admitted = admitted.unwrap_or_else(|e| Err(Reject::new(crate::replica::reject::ErrorCode::CanisterTrapped, format!("admitting the message failed inside the host: {e}"))));
+    if let Err(reject) = admitted {
+        subnet.replica.forget_request(&id);
         return Err(reject);
     }
     let s = subnet.clone();
@@ -334,7 +337,7 @@ async fn call_sync(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, 
         Err(r) => return r,
     };
     let id = request.request_id;
-    let handle = match submit(&subnet, request) {
+    let handle = match submit(&subnet, request).await {
         Ok(h) => h,
         Err(reject) => return non_replicated(reject, false),
     };
@@ -358,7 +361,7 @@ async fn call_v2(State(subnet): State<Arc<Subnet>>, Path(ecid): Path<String>, bo
         Ok(r) => r,
         Err(r) => return r,
     };
-    match submit(&subnet, request) {
+    match submit(&subnet, request).await {
         Ok(_) => StatusCode::ACCEPTED.into_response(),
         Err(reject) => non_replicated(reject, true),
     }
@@ -386,7 +389,7 @@ async fn subnet_call(State(subnet): State<Arc<Subnet>>, Path(sid): Path<String>,
     }
     let request = CallRequest { request_id: envelope.request_id.0, sender, canister_id, method: method_name, arg, expiry: ingress_expiry };
     let id = request.request_id;
-    let handle = match submit(&subnet, request) {
+    let handle = match submit(&subnet, request).await {
         Ok(h) => h,
         Err(reject) => return non_replicated(reject, false),
     };

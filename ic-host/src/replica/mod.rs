@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use candid::Principal;
 use ic_management_canister_types::{CanisterStatusType, DefiniteCanisterSettings, LogVisibility, SnapshotVisibility, StatusVisibility};
 
-use crate::host::{Host, HostConfig, HostError, Outcome};
+use crate::host::{Host, HostConfig, HostError, Inspection, Outcome};
 use crate::persist::CanisterState;
 use crate::validate::Visibility;
 use reject::{CallResult, ErrorCode, Reject};
@@ -247,9 +247,8 @@ impl CanisterSlot {
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Runs a query against the committed state on the second instance, bringing it up to
-    /// date first.
-    fn query_committed(&self, time: u64, method: &str, arg: &[u8], caller: Principal, certificate: Vec<u8>) -> CallResult {
+    /// Runs `f` on the second instance, brought up to the committed state first.
+    fn with_query_host<T>(&self, time: u64, f: impl FnOnce(&mut Host) -> T) -> Result<T, Reject> {
         let committed = self.committed.read().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(committed) = committed else { return Err(no_module(&self.id)) };
         let mut slot = self.query_host.lock().unwrap_or_else(|e| e.into_inner());
@@ -266,7 +265,13 @@ impl CanisterSlot {
         }
         let Some((_, host)) = slot.as_mut() else { return Err(no_module(&self.id)) };
         host.set_time(time);
-        outcome_of(&self.id, method, "query", host.query_with_certificate(method, arg, caller, Some(certificate)))
+        Ok(f(host))
+    }
+
+    /// Runs a query against the committed state on the second instance.
+    fn query_committed(&self, time: u64, method: &str, arg: &[u8], caller: Principal, certificate: Vec<u8>) -> CallResult {
+        let outcome = self.with_query_host(time, |host| host.query_with_certificate(method, arg, caller, Some(certificate)))?;
+        outcome_of(&self.id, method, "query", outcome)
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, CanisterRecord> {
@@ -366,10 +371,8 @@ impl Replica {
         }
         let mut first_error = None;
         for id in self.canister_ids() {
-            if let Some(slot) = self.canister(&id) {
-                if let Err(e) = slot.persist(&root, wait) {
-                    first_error.get_or_insert(std::io::Error::new(e.kind(), format!("canister {id}: {e}")));
-                }
+            if let Some(Err(e)) = self.canister(&id).map(|slot| slot.persist(&root, wait)) {
+                first_error.get_or_insert(std::io::Error::new(e.kind(), format!("canister {id}: {e}")));
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -471,16 +474,37 @@ impl Replica {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).remove(request_id);
     }
 
-    /// Whether an ingress call to `canister_id` may be inducted: the checks the IC makes before
-    /// execution, whose failures are not certified (v3/v4 `non_replicated_rejection`).
-    pub fn admit_call(&self, canister_id: &Principal) -> Result<(), Reject> {
+    /// Whether an ingress call may be inducted: the checks the IC makes before execution,
+    /// whose refusals are not certified (v3/v4 `non_replicated_rejection`): the canister
+    /// exists, has code and runs, and its `canister_inspect_message` accepts the message. The
+    /// inspection runs on the committed state (on the second instance if an update holds the
+    /// canister), and its changes are discarded.
+    pub fn admit_call(&self, sender: Principal, canister_id: &Principal, method: &str, arg: &[u8]) -> Result<(), Reject> {
         if *canister_id == Principal::management_canister() || system_canisters::is_system_canister(canister_id) {
             return Ok(());
         }
         let slot = self.canister(canister_id).ok_or_else(|| Reject::canister_not_found(canister_id))?;
-        // From the published state: the canister may be busy with a message.
         let published = slot.published.read().unwrap_or_else(|e| e.into_inner()).clone();
-        runnable(canister_id, published.status, published.module_hash.is_some())
+        runnable(canister_id, published.status, published.module_hash.is_some())?;
+        let time = self.time();
+        let inspection = match slot.exec.try_lock() {
+            Ok(mut record) => match record.module.as_mut() {
+                Some(installed) => {
+                    installed.host.set_time(time);
+                    installed.host.inspect_message(method, arg, sender)
+                }
+                None => return Err(no_module(canister_id)),
+            },
+            Err(_) => slot.with_query_host(time, |host| host.inspect_message(method, arg, sender))?,
+        };
+        match inspection {
+            Ok((Inspection::Accepted, _)) => Ok(()),
+            // An update that does not exist is for the execution to reject (certified, IC0536).
+            Err(HostError::NoMethod(_)) => Ok(()),
+            Ok((Inspection::Refused, _)) => Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister_id}: Canister rejected the message"))),
+            Ok((Inspection::Trapped(message), _)) => Err(reject::from_canister(canister_id, crate::host::RejectCode::CanisterError, &message)),
+            Err(e) => Err(Reject::new(ErrorCode::CanisterTrapped, format!("Error from Canister {canister_id}: {e}"))),
+        }
     }
 
     pub fn request(&self, request_id: &[u8; 32]) -> Option<RequestRecord> {
@@ -502,7 +526,8 @@ impl Replica {
         let time = self.time();
         let Some(installed) = record.module.as_mut() else { return Err(no_module(&canister_id)) };
         installed.host.set_time(time);
-        let result = outcome_of(&canister_id, method, "update", installed.host.update(method, arg, sender));
+        // inspect_message ran when the message was admitted ([`Replica::admit_call`]).
+        let result = outcome_of(&canister_id, method, "update", installed.host.execute_update(method, arg, sender));
         slot.commit(&mut record);
         result
     }
