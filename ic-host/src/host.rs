@@ -183,8 +183,7 @@ impl Host {
     /// then everything its calls set in motion (callbacks, calls to itself), until nothing is
     /// left to run.
     pub fn update(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<Outcome, HostError> {
-        let export = format!("canister_update {method}");
-        if !self.canister.has_method(&export) {
+        if !self.canister.has_method(&format!("canister_update {method}")) && !self.canister.has_method(&format!("canister_query {method}")) {
             return Err(HostError::NoMethod(method.to_string()));
         }
         let log_start = self.canister.store.data().log.len();
@@ -220,10 +219,15 @@ impl Host {
     }
 
     /// An ingress update that was already accepted ([`Host::inspect_message`]): the method
-    /// runs, then everything its calls set in motion.
+    /// runs, then everything its calls set in motion. A query method called this way runs as a
+    /// replicated query: it replies, and its changes are discarded (IC interface specification,
+    /// "Query call" executed as an update).
     pub fn execute_update(&mut self, method: &str, arg: &[u8], caller: Principal) -> Result<Outcome, HostError> {
         let export = format!("canister_update {method}");
         if !self.canister.has_method(&export) {
+            if self.canister.has_method(&format!("canister_query {method}")) {
+                return self.run_query(method, Kind::ReplicatedQuery, arg, caller, None);
+            }
             return Err(HostError::NoMethod(method.to_string()));
         }
         let log_start = self.canister.store.data().log.len();
@@ -240,15 +244,20 @@ impl Host {
     /// certified data): `ic0.data_certificate_present` returns 1 and
     /// `ic0.data_certificate_size`/`_copy` return it. With `None` it is [`Host::query`].
     pub fn query_with_certificate(&mut self, method: &str, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
+        self.run_query(method, Kind::Query, arg, caller, certificate)
+    }
+
+    /// A query (composite queries too, when not replicated), never committed.
+    fn run_query(&mut self, method: &str, kind: Kind, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
         let export = format!("canister_query {method}");
-        let export = if self.canister.has_method(&export) { export } else { format!("canister_composite_query {method}") };
+        let export = if self.canister.has_method(&export) || kind == Kind::ReplicatedQuery { export } else { format!("canister_composite_query {method}") };
         if !self.canister.has_method(&export) {
             return Err(HostError::NoMethod(method.to_string()));
         }
         let state = self.canister.store.data_mut();
         let log_start = state.log.len();
         let context = state.open_context(Origin::Ingress);
-        let mut message = Message::new(Kind::Query, arg.to_vec(), caller, method, limits::QUERY);
+        let mut message = Message::new(kind, arg.to_vec(), caller, method, limits::QUERY);
         message.certificate = certificate;
         let (used, trap) = self.canister.execute(Entry::Export(export), message, false)?;
         let state = self.canister.store.data_mut();

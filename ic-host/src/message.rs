@@ -14,6 +14,9 @@ pub enum Kind {
     Update,
     /// A non-replicated query.
     Query,
+    /// A query method called as an update (an ingress call): runs replicated, its changes
+    /// discarded.
+    ReplicatedQuery,
     InspectMessage,
     ReplyCallback,
     RejectCallback,
@@ -42,6 +45,7 @@ impl Kind {
             Kind::PostUpgrade => "post_upgrade",
             Kind::Update => "update",
             Kind::Query => "query",
+            Kind::ReplicatedQuery => "replicated query",
             Kind::InspectMessage => "inspect_message",
             Kind::ReplyCallback => "reply callback",
             Kind::RejectCallback => "reject callback",
@@ -74,16 +78,18 @@ impl Kinds {
 use Kind::*;
 
 /// Every message (not the start function).
-const ALL: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, Query, InspectMessage, ReplyCallback, RejectCallback, Cleanup, Timer]);
+const ALL: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, Query, ReplicatedQuery, InspectMessage, ReplyCallback, RejectCallback, Cleanup, Timer]);
 /// Every message and the start function.
 const ANYWHERE: Kinds = Kinds(ALL.0 | Kinds::of(&[Start]).0);
 /// Messages that carry an argument.
-const ARG: Kinds = Kinds::of(&[Init, PostUpgrade, Update, Query, InspectMessage, ReplyCallback]);
+const ARG: Kinds = Kinds::of(&[Init, PostUpgrade, Update, Query, ReplicatedQuery, InspectMessage, ReplyCallback]);
 /// Messages that answer a call.
-const REPLY: Kinds = Kinds::of(&[Update, Query, ReplyCallback, RejectCallback]);
+const REPLY: Kinds = Kinds::of(&[Update, Query, ReplicatedQuery, ReplyCallback, RejectCallback]);
 /// Messages that may make calls.
 const CALLS: Kinds = Kinds::of(&[Update, ReplyCallback, RejectCallback, Timer]);
-const REPLICATED: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, ReplyCallback, RejectCallback, Cleanup, Timer]);
+const REPLICATED: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, ReplicatedQuery, ReplyCallback, RejectCallback, Cleanup, Timer]);
+/// Replicated messages whose changes can commit (a query called as an update cannot set these).
+const COMMITTING: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, ReplyCallback, RejectCallback, Cleanup, Timer]);
 const INSPECT: Kinds = Kinds::of(&[InspectMessage]);
 const CALLBACKS: Kinds = Kinds::of(&[ReplyCallback, RejectCallback, Cleanup]);
 const REJECTED: Kinds = Kinds::of(&[RejectCallback]);
@@ -118,7 +124,7 @@ pub const AVAILABILITY: &[(&str, Kinds)] = &[
     ("in_replicated_execution", ALL),
     ("is_controller", ALL),
     ("time", ALL),
-    ("global_timer_set", REPLICATED),
+    ("global_timer_set", COMMITTING),
     ("performance_counter", ALL),
     ("stable64_size", ALL),
     ("stable64_grow", ALL),
@@ -133,7 +139,7 @@ pub const AVAILABILITY: &[(&str, Kinds)] = &[
     ("call_perform", CALLS),
     ("debug_print", ANYWHERE),
     ("trap", ANYWHERE),
-    ("certified_data_set", REPLICATED),
+    ("certified_data_set", COMMITTING),
     ("data_certificate_present", ALL),
     // Only non-replicated queries are given a certificate.
     ("data_certificate_size", QUERY),

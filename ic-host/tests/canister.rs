@@ -88,6 +88,18 @@ fn queries_never_persist() {
 }
 
 #[test]
+fn a_query_method_called_as_an_update_runs_replicated_and_commits_nothing() {
+    let mut host = install();
+    let version = host.canister_version();
+    let replicated = Decode!(reply(&host.update("replicated_in_query", &Encode!().unwrap(), user()).unwrap()), bool).unwrap();
+    assert!(replicated, "a query called as an update runs in replicated mode");
+    let out = host.update("set_in_query", &Encode!(&"q", &"1").unwrap(), user()).unwrap();
+    assert_eq!(Decode!(reply(&out), Option<String>).unwrap().as_deref(), Some("1"), "it replies with what it saw");
+    assert_eq!(get(&mut host, "q"), None, "its changes are discarded");
+    assert_eq!(host.canister_version(), version, "and the canister version stays");
+}
+
+#[test]
 fn environment_functions() {
     let mut host = install();
     host.set_time(1_800_000_000_000_000_000);

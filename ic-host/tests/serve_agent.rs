@@ -38,6 +38,10 @@ async fn walsh_canister_installs_gzipped_and_answers_queries_updates_and_typed_e
     let text = walsh_reply_text("model_info", &reply);
     assert!(text.contains("NoModel"), "model_info before an upload: {text}");
 
+    // A query method called as an update (icp-cli's default) runs replicated: a certified reply.
+    let reply = agent.update(&id, "model_info").with_arg(Encode!().unwrap()).call_and_wait().await.expect("model_info as an update");
+    assert!(walsh_reply_text("model_info", &reply).contains("NoModel"));
+
     // An update with a typed Err reply (certified): a session needs a model.
     let request = common::replica::greedy("ROMEO:", 5);
     let reply = agent.update(&id, "session_start").with_arg(Encode!(&request).unwrap()).call_and_wait().await.expect("session_start");
