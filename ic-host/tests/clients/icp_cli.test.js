@@ -6,7 +6,7 @@
 // recording proxy and each failure shows the HTTP exchanges behind it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, execFileSync } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,7 +28,7 @@ const candidBlob = (b) => `blob "${Buffer.from(b).toString('hex').replace(/../g,
 
 let tmp, project, icpHome, stateDir, logFile;
 let server, proxy;
-let wasmGz, model, tokenizer, reference;
+let wasmGz, wasmRaw, model, tokenizer, reference;
 let canisterId;
 
 function writeIcpYaml(url, rootKeyHex) {
@@ -42,12 +42,21 @@ environments:
   - name: ${NET}
     network: ${NET}
     canisters: [walsh]
+  - name: big
+    network: ${NET}
+    canisters: [walsh_big]
 canisters:
   - name: walsh
     build:
       steps:
         - type: pre-built
           path: walsh_canister.wasm.gz
+  # Uncompressed (over 2 MiB): icp deploy installs it in chunks (upload_chunk, install_chunked_code).
+  - name: walsh_big
+    build:
+      steps:
+        - type: pre-built
+          path: walsh_canister.wasm
 `);
 }
 
@@ -72,25 +81,36 @@ async function stopAll() {
   }
 }
 
-/** Runs icp in the project; returns { status, stdout, stderr, out (both) }; logs everything. */
-function icp(args, { identity, input } = {}) {
+/**
+ * Runs icp in the project; resolves to { status, stdout, stderr, out (both) }; logs everything.
+ * Asynchronous, so that the recording proxy (in this process) keeps serving meanwhile.
+ */
+async function icp(args, { identity, timeoutMs = 300_000 } = {}) {
   const full = [...args];
   if (identity) full.push('--identity', identity);
   const mark = proxy ? proxy.exchanges.length : 0;
   const started = Date.now();
-  const r = spawnSync(ICP, full, {
+  const child = spawn(ICP, full, {
     cwd: project,
     env: { PATH: process.env.PATH, HOME: tmp, DO_NOT_TRACK: '1', ICP_HOME: icpHome, NO_COLOR: '1', TERM: 'dumb' },
-    input: input ?? '',
-    encoding: 'utf8',
-    timeout: 300_000,
-    maxBuffer: 64 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
+  const [code, signal] = await new Promise((resolve) => {
+    child.on('close', (c, sg) => resolve([c, sg]));
+    child.on('error', (e) => resolve([null, e.message]));
+  });
+  clearTimeout(timer);
   const res = {
     cmd: `icp ${full.join(' ')}`,
-    status: r.status ?? `signal ${r.signal}${r.error ? ` (${r.error.message})` : ''}`,
-    stdout: r.stdout ?? '',
-    stderr: r.stderr ?? '',
+    status: code ?? (timedOut ? `killed after ${timeoutMs} ms` : `signal ${signal}`),
+    stdout,
+    stderr,
     exchanges: proxy ? formatExchanges(proxy.exchanges.slice(mark)) : '(run with ICP_PROXY=1 to record the HTTP exchanges)',
   };
   res.out = `${res.stdout}\n${res.stderr}`;
@@ -108,21 +128,21 @@ function ok(r) {
 function idsOf(text, field = 'ids') {
   const m = text.match(new RegExp(`\\b${field} = vec \\{([^}]*)\\}`));
   assert.ok(m, `no ${field} in ${text}`);
-  return [...m[1].matchAll(/(\d[\d_]*)/g)].map((x) => Number(x[1].replace(/_/g, '')));
+  return [...m[1].matchAll(/(\d[\d_]*) : nat32/g)].map((x) => Number(x[1].replace(/_/g, '')));
 }
 
 /** Uploads a blob through upload_start / upload_chunk (several chunks) / upload_finish. */
-function upload(kind, bytes, chunkSize) {
-  ok(icp(['canister', 'call', '-e', NET, 'walsh', 'upload_start', `(variant { ${kind} })`]));
+async function upload(kind, bytes, chunkSize) {
+  ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'upload_start', `(variant { ${kind} })`]));
   for (let offset = 0; offset < bytes.length; offset += chunkSize) {
     const chunk = bytes.subarray(offset, Math.min(offset + chunkSize, bytes.length));
     const file = path.join(tmp, `${kind}-${offset}.did`);
     fs.writeFileSync(file, `(variant { ${kind} }, ${offset} : nat64, ${candidBlob(chunk)})`);
-    const r = ok(icp(['canister', 'call', '-e', NET, 'walsh', 'upload_chunk', '--args-file', file]));
+    const r = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'upload_chunk', '--args-file', file]));
     assert.match(r.stdout, /Ok/, explain(r));
     assert.match(r.stdout, new RegExp(`received = ${(offset + chunk.length).toLocaleString('en-US').replace(/,/g, '_?')}`), explain(r));
   }
-  const r = ok(icp(['canister', 'call', '-e', NET, 'walsh', 'upload_finish',
+  const r = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'upload_finish',
     `(variant { ${kind} }, ${bytes.length} : nat64, ${candidBlob(sha256(bytes))})`]));
   assert.match(r.stdout, /Ok/, explain(r));
   return r;
@@ -141,8 +161,8 @@ function assertModelInfo(r) {
     || r.stdout.replace(/\\/g, '').includes(Buffer.from(sha256(model)).toString('hex')), `model_sha256 is not the model's:\n${explain(r)}`);
 }
 
-function generateIds() {
-  const r = ok(icp(['canister', 'call', '-e', NET, 'walsh', 'generate',
+async function generateIds() {
+  const r = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'generate',
     `(record { prompt = "${reference.prompt}"; max_tokens = 12 : nat32; temperature = opt (0.0 : float32); top_k = null; top_p = null; seed = opt (1 : nat64) })`,
     '--query']));
   assert.match(r.stdout, /Ok/, explain(r));
@@ -170,6 +190,9 @@ before(async () => {
   wasmGz = zlib.gzipSync(wasm, { level: 9 }); // like gzip -9n: no name, mtime 0
   assert.ok(wasmGz.length < 2 * 1024 * 1024, `the gzipped module is ${wasmGz.length} B, over the 2 MiB ingress limit`);
   fs.writeFileSync(path.join(project, 'walsh_canister.wasm.gz'), wasmGz);
+  wasmRaw = wasm;
+  assert.ok(wasmRaw.length > 2 * 1024 * 1024, 'the uncompressed module should need a chunked install');
+  fs.writeFileSync(path.join(project, 'walsh_canister.wasm'), wasmRaw);
 
   model = fs.readFileSync(path.join(CHAR_TINY, 'model.walsh'));
   const tokPath = path.join(tmp, 'tokenizer.json');
@@ -181,9 +204,9 @@ before(async () => {
   assert.match(reference.prompt, /^[\w: ]+$/, 'the prompt needs no Candid escaping');
 
   await startAll();
-  ok(icp(['identity', 'new', 'owner', '--storage', 'plaintext']));
-  ok(icp(['identity', 'new', 'stranger', '--storage', 'plaintext']));
-  ok(icp(['identity', 'default', 'owner']));
+  ok(await icp(['identity', 'new', 'owner', '--storage', 'plaintext']));
+  ok(await icp(['identity', 'new', 'stranger', '--storage', 'plaintext']));
+  ok(await icp(['identity', 'default', 'owner']));
 });
 
 after(async () => {
@@ -191,69 +214,85 @@ after(async () => {
   if (!process.env.KEEP_TMP && tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('icp network ping: the server is healthy', () => {
-  const r = ok(icp(['network', 'ping', NET]));
+test('icp network ping: the server is healthy', async () => {
+  const r = ok(await icp(['network', 'ping', NET], { timeoutMs: 60_000 }));
   assert.match(r.out, /healthy/, explain(r));
 });
 
-test('icp deploy (fresh) creates the canister and installs the gzipped walsh module', () => {
-  const r = ok(icp(['deploy', '-e', NET, '-y']));
-  const st = ok(icp(['canister', 'status', '-e', NET, 'walsh', '--id-only']));
+test('icp deploy (fresh) creates the canister and installs the gzipped walsh module', async () => {
+  const r = ok(await icp(['deploy', '-e', NET, '-y']));
+  const st = ok(await icp(['canister', 'status', '-e', NET, 'walsh', '--id-only']));
   canisterId = st.stdout.trim().split(/\s+/).pop();
   assert.match(canisterId, /^[a-z0-9]{5}(-[a-z0-9]{5}){3}-cai$/, explain(st));
   assert.ok(r.out.includes(canisterId) || true);
 });
 
-test('icp canister status shows the controller, running, and the module hash', () => {
-  const r = ok(icp(['canister', 'status', '-e', NET, 'walsh']));
+test('icp canister status shows the controller, running, and the module hash', async () => {
+  const r = ok(await icp(['canister', 'status', '-e', NET, 'walsh']));
   assert.match(r.out, /running/i, explain(r));
   assert.ok(r.out.includes(sha256(wasmGz).toString('hex')), `module hash ${sha256(wasmGz).toString('hex')} (sha256 of the gzipped module) not shown:\n${explain(r)}`);
-  const owner = ok(icp(['identity', 'principal', '--identity', 'owner'])).stdout.trim();
+  const owner = ok(await icp(['identity', 'principal', '--identity', 'owner'])).stdout.trim();
   assert.ok(r.out.includes(owner), `controller ${owner} not shown:\n${explain(r)}`);
-  const json = ok(icp(['canister', 'status', '-e', NET, 'walsh', '--json']));
+  const json = ok(await icp(['canister', 'status', '-e', NET, 'walsh', '--json']));
   JSON.parse(json.stdout);
 });
 
-test('upload char-tiny (model, tokenizer) through the chunk API; model_info is typed; generate gives the reference ids', () => {
-  const none = ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info']));
+test('upload char-tiny (model, tokenizer) through the chunk API; model_info is typed; generate gives the reference ids', async () => {
+  const none = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query']));
   assert.match(none.stdout, /NoModel/, explain(none));
-  upload('Model', model, 6000);
-  upload('Tokenizer', tokenizer, 1000);
-  assertModelInfo(ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info'])));
-  assert.deepEqual(generateIds().ids, reference.ids);
+  await upload('Model', model, 6000);
+  await upload('Tokenizer', tokenizer, 1000);
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
+  assert.deepEqual((await generateIds()).ids, reference.ids);
 });
 
-test('icp deploy again upgrades: the model is still active', () => {
-  const r = ok(icp(['deploy', '-e', NET, '-y']));
-  const st = ok(icp(['canister', 'status', '-e', NET, 'walsh', '--id-only']));
+test('a query method called as an update (icp canister call without --query) replies, as on the IC', async () => {
+  const r = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()']));
+  assertModelInfo(r);
+});
+
+test('icp deploy again upgrades: the model is still active', async () => {
+  const r = ok(await icp(['deploy', '-e', NET, '-y']));
+  const st = ok(await icp(['canister', 'status', '-e', NET, 'walsh', '--id-only']));
   assert.equal(st.stdout.trim().split(/\s+/).pop(), canisterId, 'the upgrade created a new canister');
-  assertModelInfo(ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info'])));
-  assert.deepEqual(generateIds().ids, reference.ids);
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
+  assert.deepEqual((await generateIds()).ids, reference.ids);
   // An explicit upgrade through `icp canister install` as well.
-  ok(icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'upgrade', '-y']));
-  assertModelInfo(ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '--query'])));
+  ok(await icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'upgrade', '-y']));
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
   assert.ok(r);
 });
 
-test('an identity that is not a controller cannot upgrade or upload; the model stays', () => {
-  const dep = icp(['deploy', '-e', NET, '-y'], { identity: 'stranger' });
+test('an identity that is not a controller cannot upgrade or upload; the model stays', async () => {
+  const dep = await icp(['deploy', '-e', NET, '-y'], { identity: 'stranger' });
   assert.notEqual(dep.status, 0, `a non-controller deployed:\n${explain(dep)}`);
   assert.match(dep.out, /controller/i, explain(dep));
-  const inst = icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'upgrade', '-y'], { identity: 'stranger' });
+  const inst = await icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'upgrade', '-y'], { identity: 'stranger' });
   assert.notEqual(inst.status, 0, `a non-controller upgraded:\n${explain(inst)}`);
   assert.match(inst.out, /controller/i, explain(inst));
-  const reinst = icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'reinstall', '-y'], { identity: 'stranger' });
+  const reinst = await icp(['canister', 'install', '-e', NET, 'walsh', '--mode', 'reinstall', '-y'], { identity: 'stranger' });
   assert.notEqual(reinst.status, 0, `a non-controller reinstalled:\n${explain(reinst)}`);
   // The canister itself refuses uploads from a non-controller (ic0.is_controller).
-  const up = ok(icp(['canister', 'call', '-e', NET, 'walsh', 'upload_start', '(variant { Model })'], { identity: 'stranger' }));
+  const up = ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'upload_start', '(variant { Model })'], { identity: 'stranger' }));
   assert.match(up.stdout, /NotAuthorized/, explain(up));
   // Anyone may query; the model is still the one uploaded.
-  assertModelInfo(ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info'], { identity: 'stranger' })));
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'], { identity: 'stranger' })));
   // canister status as a non-controller falls back to the public state tree (controllers, module hash).
-  const pub = icp(['canister', 'status', '-e', NET, 'walsh'], { identity: 'stranger' });
+  const pub = await icp(['canister', 'status', '-e', NET, 'walsh'], { identity: 'stranger' });
   fs.appendFileSync(logFile, `(non-controller status: exit ${pub.status})\n`);
   ok(pub);
   assert.ok(pub.out.includes(sha256(wasmGz).toString('hex')), explain(pub));
+});
+
+test('icp deploy of a module over 2 MiB installs it in chunks (upload_chunk, install_chunked_code)', async () => {
+  ok(await icp(['deploy', '-e', 'big', '-y'], { timeoutMs: 600_000 }));
+  const st = ok(await icp(['canister', 'status', '-e', 'big', 'walsh_big']));
+  assert.ok(st.out.includes(sha256(wasmRaw).toString('hex')), `module hash ${sha256(wasmRaw).toString('hex')} not shown:\n${explain(st)}`);
+  assert.match(st.out, /running/i, explain(st));
+  const r = ok(await icp(['canister', 'call', '-e', 'big', 'walsh_big', 'model_info', '()', '--query']));
+  assert.match(r.stdout, /NoModel/, explain(r));
+  // The first canister is untouched.
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
 });
 
 test('the server restarted on the same --state-dir keeps its root key, the canister and the model', async () => {
@@ -262,8 +301,8 @@ test('the server restarted on the same --state-dir keeps its root key, the canis
   assert.ok(how === 0 || how === 'SIGTERM', `ic-host serve exited with ${how} on SIGTERM`);
   await startAll();
   assert.equal(server.rootKeyHex, key, 'the root key changed across a restart: a pinned root-key breaks');
-  assertModelInfo(ok(icp(['canister', 'call', '-e', NET, 'walsh', 'model_info'])));
-  assert.deepEqual(generateIds().ids, reference.ids);
-  const st = ok(icp(['canister', 'status', '-e', NET, 'walsh']));
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
+  assert.deepEqual((await generateIds()).ids, reference.ids);
+  const st = ok(await icp(['canister', 'status', '-e', NET, 'walsh']));
   assert.ok(st.out.includes(sha256(wasmGz).toString('hex')), explain(st));
 });

@@ -106,7 +106,9 @@ export function describeError(e) {
   if (code) for (const k of ['rejectCode', 'rejectMessage', 'rejectErrorCode', 'status', 'statusText', 'bodyText']) {
     if (code[k] !== undefined) fields[k] = typeof code[k] === 'bigint' ? Number(code[k]) : code[k];
   }
-  return { message: String(e?.message ?? e), ...fields };
+  // The agents' messages embed the whole HTTP response; the start says what happened.
+  const message = String(e?.message ?? e);
+  return { message: message.length > 600 ? `${message.slice(0, 600)}…` : message, ...fields };
 }
 
 async function rejects(promise) {
@@ -160,7 +162,7 @@ function badIdentities(lib, good, other, requestIdOf) {
  */
 export function agentSuite(lib) {
   const { HttpAgent, Actor, CanisterStatus, requestIdOf } = lib.agent;
-  const { IDL, Principal, Ed25519KeyIdentity } = lib;
+  const { IDL, Principal, Ed25519KeyIdentity, ECDSAKeyIdentity } = lib;
   const wasm = testCanisterWasm();
   const module = lib.gzip ? zlib.gzipSync(wasm, { level: 9 }) : wasm;
   const mgmtId = Principal.fromText('aaaaa-aa');
@@ -168,16 +170,21 @@ export function agentSuite(lib) {
   let server;
   let owner; // the identity that creates and controls the canister
   let stranger; // a valid identity that is not a controller
+  let operator; // made controller of every canister by the server's --controller flag
   let rec; // the owner agent's recorded exchanges
   let agent;
   let canisterId;
 
-  const makeAgent = async (identity, recorder) => HttpAgent.create({
+  const makeAgent = async (identity, recorder, extra = {}) => HttpAgent.create({
     host: server.url,
     shouldFetchRootKey: true,
     identity,
     ...(recorder ? { fetch: recorder.fetch } : {}),
+    ...extra,
   });
+  // The refused requests are answered 400; the agent would retry them 3 times with backoff.
+  const noRetry = { retryTimes: 0 };
+  const summary = (entries) => [...new Set(entries.map((e) => `${e.path.replace(/\/canister\/[^/]+\//, '/canister/<cid>/')} → ${e.status} ${JSON.stringify(e.text.length > 160 ? `${e.text.slice(0, 160)}…` : e.text)}`))].join('; ');
   const mgmt = (a, extra = {}) => Actor.createActor(managementIdl, {
     agent: a,
     canisterId: mgmtId,
@@ -190,9 +197,10 @@ export function agentSuite(lib) {
   const canister = (a) => Actor.createActor(testCanisterIdl, { agent: a, canisterId });
 
   before(async () => {
-    server = await startServer();
     owner = Ed25519KeyIdentity.generate();
     stranger = Ed25519KeyIdentity.generate();
+    operator = Ed25519KeyIdentity.generate();
+    server = await startServer({ controller: operator.getPrincipal().toText() });
     rec = recordingFetch();
     agent = await makeAgent(owner, rec);
   });
@@ -236,12 +244,13 @@ export function agentSuite(lib) {
     assert.deepEqual(Object.keys(status.status), ['running']);
     // As on the IC, module_hash is the SHA-256 of the module as sent (the gzipped bytes when gzipped).
     assert.equal(hex(status.module_hash[0]), hex(sha256(module)), 'module_hash is the SHA-256 of wasm_module');
-    assert.deepEqual(status.settings.controllers.map((p) => p.toText()), [owner.getPrincipal().toText()]);
+    const controllers = [owner, operator].map((i) => i.getPrincipal().toText()).sort();
+    assert.deepEqual(status.settings.controllers.map((p) => p.toText()).sort(), controllers, 'the creator and the --controller principal');
 
     // The same from the certified state tree (read_state), verified by the agent.
     const paths = await CanisterStatus.request({ agent, canisterId, paths: ['module_hash', 'controllers', 'time'] });
     assert.equal(paths.get('module_hash'), hex(sha256(module)));
-    assert.deepEqual(paths.get('controllers').map((p) => p.toText()), [owner.getPrincipal().toText()]);
+    assert.deepEqual(paths.get('controllers').map((p) => p.toText()).sort(), controllers);
     const t = paths.get('time');
     assert.ok(Math.abs(t.getTime() - Date.now()) < 60_000, `certified /time ${t.toISOString()} is wall clock`);
   });
@@ -261,6 +270,18 @@ export function agentSuite(lib) {
     // Queries were verified against node keys read from the subnet (read_state on the canister).
     assert.ok(rec.log.some((e) => /\/canister\/[^/]+\/query$/.test(e.path) && e.status === 200), JSON.stringify(rec.log));
     assert.ok(rec.log.some((e) => /\/canister\/[^/]+\/read_state$/.test(e.path) && e.status === 200));
+
+    // The --controller principal is a controller; an ECDSA P-256 key signs as well as Ed25519.
+    const op = await canister(await makeAgent(operator)).env();
+    assert.equal(op.caller.toText(), operator.getPrincipal().toText());
+    assert.equal(op.caller_is_controller, true);
+    const p256 = await ECDSAKeyIdentity.generate();
+    const p256c = canister(await makeAgent(p256));
+    const p256env = await p256c.env();
+    assert.equal(p256env.caller.toText(), p256.getPrincipal().toText());
+    assert.equal(p256env.caller_is_controller, false);
+    assert.equal(await p256c.inc(), 3n);
+    assert.equal(await c.inc(), 4n);
 
     const anon = await makeAgent(undefined);
     const anonEnv = await canister(anon).env();
@@ -293,7 +314,7 @@ export function agentSuite(lib) {
     ];
     for (const [what, identity, method] of cases) {
       const r = recordingFetch();
-      const a = await makeAgent(identity, r);
+      const a = await makeAgent(identity, r, noRetry);
       const idl = ({ IDL: I }) => I.Service({ [method]: I.Func([], [I.Nat64], []) });
       const res = await rejects(Actor.createActor(idl, { agent: a, canisterId })[method]());
       assert.equal(res.ok, false, `${what}: the call was accepted (${JSON.stringify(res.value)})`);
@@ -303,20 +324,20 @@ export function agentSuite(lib) {
         assert.ok(e.status >= 400 && e.status < 500, `${what}: HTTP ${e.status} for ${e.path}: ${e.text}`);
         assert.ok(e.text && e.text.length > 0, `${what}: the ${e.status} has no text`);
       }
-      console.log(`# ${lib.name} ${what}: ${refused.map((e) => `${e.path} → ${e.status} ${JSON.stringify(e.text)}`).join('; ')}`);
+      console.log(`# ${lib.name} ${what}: ${summary(refused)}`);
     }
     // Nothing executed: the counter did not move.
     assert.equal(await canister(agent).counter(), before);
 
     // A query signed with the wrong key is refused as well.
     const r = recordingFetch();
-    const a = await makeAgent(bad.wrongKey, r);
+    const a = await makeAgent(bad.wrongKey, r, noRetry);
     const res = await rejects(canister(a).env());
     assert.equal(res.ok, false, 'the badly signed query was answered');
     // The agent sends the query and its read_state for the subnet's node keys together; both are signed.
     const q = r.log.filter((e) => /\/(query|read_state)$/.test(e.path));
     assert.ok(q.length > 0 && q.every((e) => e.status >= 400 && e.status < 500 && e.text), JSON.stringify(r.log));
-    console.log(`# ${lib.name} query signed with another key: ${q.map((e) => `${e.path} → ${e.status} ${JSON.stringify(e.text)}`).join('; ')}`);
+    console.log(`# ${lib.name} query signed with another key: ${summary(q)}`);
   });
 
   test(`${lib.name}: a valid identity that is not a controller cannot install, upgrade or read the status`, async () => {
@@ -332,7 +353,7 @@ export function agentSuite(lib) {
     assert.equal(st.ok, false, 'a non-controller read canister_status');
     assert.match(`${st.error.rejectMessage}`, /controller/i, JSON.stringify(st.error));
     // The counter survived: nothing was reinstalled.
-    assert.equal(await canister(agent).counter(), 2n);
+    assert.equal(await canister(agent).counter(), 4n);
   });
 
   test(`${lib.name}: the controller upgrades; stable memory keeps the greeting, the heap is reset`, async () => {
@@ -348,5 +369,22 @@ export function agentSuite(lib) {
     assert.equal(await c.greeting(), `hello from ${lib.name}`);
     assert.equal(await c.counter(), 0n);
     assert.equal(await c.inc(), 1n);
+  });
+
+  test(`${lib.name}: a query method called as an update runs replicated, replies, and commits nothing`, async () => {
+    // The IC accepts query methods in update calls (replicated execution); their changes are discarded.
+    const asUpdate = Actor.createActor(({ IDL: I }) => I.Service({
+      replicated_in_query: I.Func([], [I.Bool], []),
+      counter: I.Func([], [I.Nat64], []),
+      set_in_query: I.Func([I.Text, I.Text], [I.Opt(I.Text)], []),
+    }), { agent, canisterId });
+    const r = await rejects(asUpdate.replicated_in_query());
+    assert.ok(r.ok, `a query method called as an update was refused: ${JSON.stringify(r.error)}`);
+    assert.equal(r.value, true, 'ic0.in_replicated_execution in a query method called as an update');
+    assert.equal(await asUpdate.counter(), 1n);
+    assert.deepEqual(await asUpdate.set_in_query('q', 'changed'), ['changed']);
+    assert.deepEqual(await canister(agent).get('q'), [], 'a query method called as an update committed its change');
+    const asQuery = Actor.createActor(({ IDL: I }) => I.Service({ replicated_in_query: I.Func([], [I.Bool], ['query']) }), { agent, canisterId });
+    assert.equal(await asQuery.replicated_in_query(), false);
   });
 }
