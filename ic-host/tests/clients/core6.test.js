@@ -2,12 +2,12 @@
 import * as agent from '@icp-sdk/core/agent';
 import { IDL } from '@icp-sdk/core/candid';
 import { Principal } from '@icp-sdk/core/principal';
-import { Ed25519KeyIdentity, ECDSAKeyIdentity } from '@icp-sdk/core/identity';
+import { Ed25519KeyIdentity, ECDSAKeyIdentity, DelegationChain, DelegationIdentity } from '@icp-sdk/core/identity';
 import { agentSuite } from './lib/agent_suite.js';
 
 agentSuite({
   name: '@icp-sdk/core 6.1.0',
-  agent, IDL, Principal, Ed25519KeyIdentity, ECDSAKeyIdentity,
+  agent, IDL, Principal, Ed25519KeyIdentity, ECDSAKeyIdentity, DelegationChain, DelegationIdentity,
   gzip: false,
   callPath: /^\/api\/v4\/canister\/[^/]+\/call$/,
 });

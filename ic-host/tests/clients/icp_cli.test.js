@@ -29,7 +29,7 @@ const candidBlob = (b) => `blob "${Buffer.from(b).toString('hex').replace(/../g,
 let tmp, project, icpHome, stateDir, logFile;
 let server, proxy;
 let wasmGz, wasmRaw, model, tokenizer, reference;
-let canisterId;
+let canisterId, bigId;
 
 function writeIcpYaml(url, rootKeyHex) {
   fs.writeFileSync(path.join(project, 'icp.yaml'), `# written by ic-host/tests/clients/icp_cli.test.js
@@ -286,6 +286,8 @@ test('an identity that is not a controller cannot upgrade or upload; the model s
 
 test('icp deploy of a module over 2 MiB installs it in chunks (upload_chunk, install_chunked_code)', async () => {
   ok(await icp(['deploy', '-e', 'big', '-y'], { timeoutMs: 600_000 }));
+  bigId = ok(await icp(['canister', 'status', '-e', 'big', 'walsh_big', '--id-only'])).stdout.trim().split(/\s+/).pop();
+  assert.notEqual(bigId, canisterId);
   const st = ok(await icp(['canister', 'status', '-e', 'big', 'walsh_big']));
   assert.ok(st.out.includes(sha256(wasmRaw).toString('hex')), `module hash ${sha256(wasmRaw).toString('hex')} not shown:\n${explain(st)}`);
   assert.match(st.out, /running/i, explain(st));
@@ -305,4 +307,26 @@ test('the server restarted on the same --state-dir keeps its root key, the canis
   assert.deepEqual((await generateIds()).ids, reference.ids);
   const st = ok(await icp(['canister', 'status', '-e', NET, 'walsh']));
   assert.ok(st.out.includes(sha256(wasmGz).toString('hex')), explain(st));
+});
+
+// Gaps found with icp-cli 1.5 that the server does not cover yet: run and reported, not counted
+// as failures (node:test `todo`). Each passes once the server supports it.
+test('icp canister delete recovers the cycles first (a module that calls the cycles ledger\'s deposit)', {
+  todo: 'needs inter-canister calls from a canister to the cycles ledger pseudo-canister (deposit)',
+}, async () => {
+  ok(await icp(['canister', 'delete', '-e', 'big', 'walsh_big']));
+});
+
+test('icp canister delete --no-recover-cycles deletes the canister (stop_canister, delete_canister)', async () => {
+  ok(await icp(['canister', 'delete', '-e', 'big', 'walsh_big', '--no-recover-cycles']));
+  // By principal: the server no longer knows it (IC0301), not only icp-cli's id store.
+  const st = await icp(['canister', 'status', '-e', 'big', bigId]);
+  assert.notEqual(st.status, 0, `the deleted canister still has a status:\n${explain(st)}`);
+  assert.match(st.out, /not found|IC0301/i, explain(st));
+  // The other canister keeps serving.
+  assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
+});
+
+test('icp canister logs (fetch_canister_logs)', { todo: 'fetch_canister_logs is not served' }, async () => {
+  ok(await icp(['canister', 'logs', '-e', NET, 'walsh']));
 });

@@ -161,8 +161,8 @@ function badIdentities(lib, good, other, requestIdOf) {
  * lib: { name, agent: module, IDL, Principal, Ed25519KeyIdentity, gzip: bool, callPath: RegExp }
  */
 export function agentSuite(lib) {
-  const { HttpAgent, Actor, CanisterStatus, requestIdOf } = lib.agent;
-  const { IDL, Principal, Ed25519KeyIdentity, ECDSAKeyIdentity } = lib;
+  const { HttpAgent, Actor, CanisterStatus, requestIdOf, Expiry } = lib.agent;
+  const { IDL, Principal, Ed25519KeyIdentity, ECDSAKeyIdentity, DelegationChain, DelegationIdentity } = lib;
   const wasm = testCanisterWasm();
   const module = lib.gzip ? zlib.gzipSync(wasm, { level: 9 }) : wasm;
   const mgmtId = Principal.fromText('aaaaa-aa');
@@ -340,6 +340,41 @@ export function agentSuite(lib) {
     console.log(`# ${lib.name} query signed with another key: ${summary(q)}`);
   });
 
+  test(`${lib.name}: a delegation signs for its issuer; wrong targets, an expired delegation and a far expiry are refused`, async () => {
+    const session = Ed25519KeyIdentity.generate();
+    const hour = new Date(Date.now() + 3_600_000);
+    const delegated = DelegationIdentity.fromDelegation(session, await DelegationChain.create(owner, session.getPublicKey(), hour));
+    const c = canister(await makeAgent(delegated));
+    const env = await c.env();
+    assert.equal(env.caller.toText(), owner.getPrincipal().toText(), 'the caller of a delegated request is the delegation\'s issuer');
+    assert.equal(env.caller_is_controller, true);
+    const before = await c.inc();
+
+    const elsewhere = await DelegationChain.create(owner, session.getPublicKey(), hour, { targets: [Principal.fromText('ryjl3-tyaaa-aaaaa-aaaba-cai')] });
+    const expired = await DelegationChain.create(owner, session.getPublicKey(), new Date(Date.now() - 60_000));
+    // Signed correctly, but the envelope's ingress_expiry is an hour ahead (the IC allows 5 minutes).
+    const farExpiry = {
+      getPrincipal: () => owner.getPrincipal(),
+      transformRequest(request) {
+        request.body.ingress_expiry = Expiry.fromDeltaInMilliseconds(3_600_000);
+        return owner.transformRequest(request);
+      },
+    };
+    for (const [what, identity, expect] of [
+      ['delegation to other canisters', DelegationIdentity.fromDelegation(session, elsewhere), /target/i],
+      ['expired delegation', DelegationIdentity.fromDelegation(session, expired), /expir/i],
+      ['ingress_expiry an hour ahead', farExpiry, /^Invalid request expiry: /],
+    ]) {
+      const r = recordingFetch();
+      const res = await rejects(canister(await makeAgent(identity, r, noRetry)).inc());
+      assert.equal(res.ok, false, `${what}: the call was accepted`);
+      const refused = r.log.filter((e) => /\/call$/.test(e.path));
+      assert.ok(refused.length > 0 && refused.every((e) => e.status >= 400 && e.status < 500 && expect.test(e.text)), `${what}: ${JSON.stringify(r.log)}`);
+      console.log(`# ${lib.name} ${what}: ${summary(refused)}`);
+    }
+    assert.equal(await canister(agent).counter(), before, 'a refused request executed');
+  });
+
   test(`${lib.name}: a valid identity that is not a controller cannot install, upgrade or read the status`, async () => {
     const a = await makeAgent(stranger);
     const m = mgmt(a);
@@ -353,7 +388,7 @@ export function agentSuite(lib) {
     assert.equal(st.ok, false, 'a non-controller read canister_status');
     assert.match(`${st.error.rejectMessage}`, /controller/i, JSON.stringify(st.error));
     // The counter survived: nothing was reinstalled.
-    assert.equal(await canister(agent).counter(), 4n);
+    assert.equal(await canister(agent).counter(), 5n);
   });
 
   test(`${lib.name}: the controller upgrades; stable memory keeps the greeting, the heap is reset`, async () => {
