@@ -57,8 +57,10 @@ mkdir -p "$logs"
 export CLIENT_TEST_LOG_DIR="$logs"
 export IC_HOST_PID_DIR
 IC_HOST_PID_DIR="$(mktemp -d)"
+node_pid=
 cleanup() {
     local pid
+    [[ -n "$node_pid" ]] && kill -TERM "$node_pid" 2> /dev/null || true
     for f in "$IC_HOST_PID_DIR"/*; do
         [[ -e "$f" ]] || continue
         pid="$(basename "$f")"
@@ -66,7 +68,7 @@ cleanup() {
             echo "stopping ic-host serve (pid $pid) left running" >&2
             kill -TERM "$pid" 2> /dev/null || true
             sleep 1
-            kill -KILL "$pid" 2> /dev/null || true
+            if kill -0 "$pid" 2> /dev/null; then kill -KILL "$pid" 2> /dev/null || true; fi
         fi
     done
     rm -rf "$IC_HOST_PID_DIR"
@@ -82,7 +84,12 @@ fi
 echo "== client tests: ${tests[*]} against $IC_HOST_BIN"
 cd "$here"
 status=0
+# In the background and waited for, so that a signal to this script runs the cleanup at once.
 node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
-    --test-reporter=tap --test-reporter-destination="$logs/node-test.tap" "${tests[@]}" 2>&1 | tee "$logs/node-test.log" || status=$?
+    --test-reporter=tap --test-reporter-destination="$logs/node-test.tap" "${tests[@]}" \
+    > >(tee "$logs/node-test.log") 2>&1 &
+node_pid=$!
+wait "$node_pid" || status=$?
+node_pid=
 [[ $status == 0 ]] || echo "client tests failed (exit $status); logs in $logs" >&2
 exit "$status"
