@@ -37,3 +37,6 @@ echo "testing $WALSH_CANISTER_WASM"
 
 echo "== tests"
 cargo test --workspace
+
+echo "== the local replica (ic-host serve) with the real clients: agent-js and icp-cli"
+bash ic-host/tests/clients/run.sh
