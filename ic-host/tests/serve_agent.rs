@@ -132,6 +132,20 @@ async fn traps_and_rejects_carry_the_ic_codes() {
     let reply = admin.query(&id, "get").with_arg(Encode!(&"k").unwrap()).call().await.unwrap();
     assert_eq!(Decode!(&reply, Option<String>).unwrap(), None);
 
+    // The trap is in the canister log, which controllers read with fetch_canister_logs (a
+    // query); what a query prints is not.
+    admin.query(&id, "env").with_arg(Encode!().unwrap()).call().await.unwrap();
+    let logs_arg = Encode!(&ic_management_canister_types::FetchCanisterLogsArgs { canister_id: id, filter: None }).unwrap();
+    let reply = admin.query(&Principal::management_canister(), "fetch_canister_logs").with_effective_canister_id(id).with_arg(logs_arg.clone()).call().await.expect("logs");
+    let logs = Decode!(&reply, ic_management_canister_types::FetchCanisterLogsResult).unwrap().canister_log_records;
+    let lines: Vec<String> = logs.iter().map(|r| String::from_utf8_lossy(&r.content).into_owned()).collect();
+    assert!(lines.iter().any(|l| l.contains("[TRAP]: deliberate trap")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("env called")), "{lines:?}");
+    assert!(logs.iter().all(|r| r.timestamp_nanos > 1_700_000_000_000_000_000), "wall-clock timestamps");
+    let stranger = agent(&server.url, ed25519(10)).await;
+    let error = stranger.query(&Principal::management_canister(), "fetch_canister_logs").with_effective_canister_id(id).with_arg(logs_arg).call().await.expect_err("logs are for controllers");
+    assert_eq!(reject_of(error).reject_code, ic_transport_types::RejectCode::CanisterReject);
+
     let error = admin.update(&id, "reject_me").with_arg(Encode!(&"no thanks").unwrap()).call_and_wait().await.expect_err("rejects");
     let reject = reject_of(error);
     assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterReject);

@@ -173,7 +173,27 @@ pub fn query(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> 
             let args: CanisterIdRecord = decode(method, arg)?;
             with_controlled(replica, sender, args.canister_id, method, |record| encode(&status(record)))
         }
-        "fetch_canister_logs" => Err(Reject::new(ErrorCode::CanisterRejectedMessage, "fetch_canister_logs is not available on this host".to_string())),
+        "fetch_canister_logs" => {
+            let args: ic_management_canister_types::FetchCanisterLogsArgs = decode(method, arg)?;
+            let slot = replica.canister(&args.canister_id).ok_or_else(|| Reject::canister_not_found(&args.canister_id))?;
+            let record = slot.lock();
+            let allowed = match &record.settings.log_visibility {
+                ic_management_canister_types::LogVisibility::Public => true,
+                ic_management_canister_types::LogVisibility::Controllers => record.is_controller(&sender),
+                ic_management_canister_types::LogVisibility::AllowedViewers(viewers) => record.is_controller(&sender) || viewers.contains(&sender),
+            };
+            if !allowed {
+                return Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Caller {sender} is not allowed to query ic00 method fetch_canister_logs")));
+            }
+            // Filters select by index or time, both bounds inclusive.
+            let keep = |r: &&ic_management_canister_types::CanisterLogRecord| match &args.filter {
+                None => true,
+                Some(ic_management_canister_types::CanisterLogFilter::ByIdx { start, end }) => (*start..=*end).contains(&r.idx),
+                Some(ic_management_canister_types::CanisterLogFilter::ByTimestampNanos { start, end }) => (*start..=*end).contains(&r.timestamp_nanos),
+            };
+            let canister_log_records = record.logs.iter().filter(keep).cloned().collect();
+            encode(&ic_management_canister_types::FetchCanisterLogsResult { canister_log_records })
+        }
         _ => Err(Reject::new(ErrorCode::CanisterMethodNotFound, format!("Management canister has no query method '{method}'"))),
     }
 }
@@ -338,6 +358,8 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
                 host.bump_canister_version();
             }
             record.module = Some(Installed { host, module_hash, wasm_size: wasm.len() as u64 });
+            record.reset_log_cursor();
+            record.collect_logs(time);
         }
         CanisterInstallMode::Upgrade(flags) => {
             let Some(installed) = record.module.as_mut() else {
@@ -357,6 +379,7 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
             installed.host.upgrade(&wasm, arg).map_err(install_error)?;
             installed.module_hash = module_hash;
             installed.wasm_size = wasm.len() as u64;
+            record.collect_logs(time);
         }
     }
     encode(&())

@@ -95,6 +95,11 @@ pub struct CanisterRecord {
     pub chunks: Vec<([u8; 32], Vec<u8>)>,
     /// Canister version while there is no module (the host counts it once there is one).
     pub version: u64,
+    /// The canister log (`debug_print` and traps), newest last, within `log_memory_limit`.
+    pub logs: std::collections::VecDeque<ic_management_canister_types::CanisterLogRecord>,
+    next_log_idx: u64,
+    /// How many lines of the host's log are already in `logs`.
+    log_seen: usize,
 }
 
 /// The last committed state of a canister with code: what queries run against while an update
@@ -107,7 +112,7 @@ pub struct Committed {
 
 impl CanisterRecord {
     fn new(id: Principal, controllers: Vec<Principal>, cycles: u128) -> CanisterRecord {
-        CanisterRecord { id, settings: default_settings(controllers), status: CanisterStatusType::Running, cycles, module: None, chunks: Vec::new(), version: 0 }
+        CanisterRecord { id, settings: default_settings(controllers), status: CanisterStatusType::Running, cycles, module: None, chunks: Vec::new(), version: 0, logs: Default::default(), next_log_idx: 0, log_seen: 0 }
     }
 
     pub fn is_controller(&self, who: &Principal) -> bool {
@@ -117,6 +122,35 @@ impl CanisterRecord {
     /// The canister version (`canister_status`, `ic0.canister_version`).
     pub fn version(&self) -> u64 {
         self.module.as_ref().map_or(self.version, |m| m.host.canister_version())
+    }
+
+    /// Moves what the canister printed since the last time into its log, stamped `time`, and
+    /// drops the oldest records beyond `log_memory_limit` bytes (as the IC keeps a bounded log).
+    pub fn collect_logs(&mut self, time: u64) {
+        let Some(installed) = self.module.as_ref() else { return };
+        let lines = installed.host.log();
+        let start = self.log_seen.min(lines.len());
+        for line in &lines[start..] {
+            self.logs.push_back(ic_management_canister_types::CanisterLogRecord { idx: self.next_log_idx, timestamp_nanos: time, content: line.as_bytes().to_vec() });
+            self.next_log_idx += 1;
+        }
+        self.log_seen = lines.len();
+        let limit = usize::try_from(self.settings.log_memory_limit.0.clone()).unwrap_or(usize::MAX);
+        let mut total: usize = self.logs.iter().map(|r| r.content.len()).sum();
+        while total > limit {
+            let Some(dropped) = self.logs.pop_front() else { break };
+            total -= dropped.content.len();
+        }
+    }
+
+    /// Leaves out of the log what the host printed since the last collection.
+    pub fn skip_logs(&mut self) {
+        self.log_seen = self.module.as_ref().map_or(0, |m| m.host.log().len());
+    }
+
+    /// A new host (install, reinstall) starts its own log from the beginning.
+    pub fn reset_log_cursor(&mut self) {
+        self.log_seen = 0;
     }
 
     /// Counts a settings change in the canister version.
@@ -345,7 +379,7 @@ impl Replica {
                     Some(Installed { host, module_hash, wasm_size })
                 }
             };
-            let record = CanisterRecord { id, settings: stored.settings, status: stored.status, cycles: stored.cycles, module, chunks: stored.chunks, version: stored.version };
+            let record = CanisterRecord { id, settings: stored.settings, status: stored.status, cycles: stored.cycles, module, chunks: stored.chunks, version: stored.version, logs: Default::default(), next_log_idx: 0, log_seen: 0 };
             let slot = CanisterSlot::new(record);
             slot.commit(&mut slot.lock());
             // What was read is what the directory holds: nothing to write until it changes.
@@ -528,6 +562,7 @@ impl Replica {
         installed.host.set_time(time);
         // inspect_message ran when the message was admitted ([`Replica::admit_call`]).
         let result = outcome_of(&canister_id, method, "update", installed.host.execute_update(method, arg, sender));
+        record.collect_logs(time);
         slot.commit(&mut record);
         result
     }
@@ -554,7 +589,10 @@ impl Replica {
         let Some(installed) = record.module.as_mut() else { return Err(no_module(&canister_id)) };
         installed.host.set_time(time);
         let certificate = data_certificate(installed.host.certified_data());
-        outcome_of(&canister_id, method, "query", installed.host.query_with_certificate(method, arg, sender, Some(certificate)))
+        let result = outcome_of(&canister_id, method, "query", installed.host.query_with_certificate(method, arg, sender, Some(certificate)));
+        // What a non-replicated query prints is not part of the canister log (as on the IC).
+        record.skip_logs();
+        result
     }
 
     /// Runs every due global timer (the server calls this periodically, as the IC's scheduler
@@ -570,6 +608,7 @@ impl Replica {
             let Some(installed) = record.module.as_mut() else { continue };
             installed.host.set_time(time);
             if let Ok(Some(_)) = installed.host.tick() {
+                record.collect_logs(time);
                 slot.commit(&mut record);
             }
         }

@@ -327,6 +327,6 @@ test('icp canister delete --no-recover-cycles deletes the canister (stop_caniste
   assertModelInfo(ok(await icp(['canister', 'call', '-e', NET, 'walsh', 'model_info', '()', '--query'])));
 });
 
-test('icp canister logs (fetch_canister_logs)', { todo: 'fetch_canister_logs is not served' }, async () => {
+test('icp canister logs (fetch_canister_logs) answers for a controller', async () => {
   ok(await icp(['canister', 'logs', '-e', NET, 'walsh']));
 });
