@@ -231,7 +231,7 @@ async fn status(State(subnet): State<Arc<Subnet>>) -> Response {
         replica_health_status: "healthy",
         impl_version: concat!("ic-host ", env!("CARGO_PKG_VERSION")),
         ic_api_version: "0.18.0",
-        certified_height: now_ns() / 1_000_000_000,
+        certified_height: subnet.replica.height(),
     };
     cbor(StatusCode::OK, to_cbor(&status))
 }

@@ -342,6 +342,9 @@ pub struct Replica {
     blocks: Mutex<u64>,
     /// Canisters deleted since the state directory was last written.
     removed: Mutex<Vec<Principal>>,
+    /// Counts committed changes: the height `/api/v2/status` reports (a replica's certified
+    /// block height grows once per round; here once per committed message or operation).
+    height: std::sync::atomic::AtomicU64,
 }
 
 impl Replica {
@@ -357,7 +360,16 @@ impl Replica {
             subnet_id,
             blocks: Mutex::new(0),
             removed: Mutex::new(Vec::new()),
+            height: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    pub fn height(&self) -> u64 {
+        self.height.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn advance_height(&self) {
+        self.height.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The subnet stored in `config.state_dir` (or a new one if it holds none yet).
@@ -498,6 +510,7 @@ impl Replica {
     }
 
     pub fn finish_request(&self, request_id: [u8; 32], result: CallResult) {
+        self.advance_height();
         if let Some(r) = self.requests.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&request_id) {
             r.status = RequestStatus::Done(result);
         }
