@@ -159,7 +159,7 @@ fn export_with(tool: &str, name: &str, label: String) -> Result<LoadedIdentity> 
         "icp" => find_icp().unwrap_or_else(|| PathBuf::from("icp")),
         _ => PathBuf::from(tool),
     };
-    let output = Command::new(&program).args(["identity", "export", name]).stdin(Stdio::inherit()).stderr(Stdio::inherit()).output();
+    let output = Command::new(&program).args(["identity", "export", name]).env("DO_NOT_TRACK", "1").stdin(Stdio::inherit()).stderr(Stdio::inherit()).output();
     match output {
         Ok(out) if out.status.success() => LoadedIdentity::from_pem(&out.stdout, label),
         Ok(_) => bail!("{label} is protected and `{tool} identity export {name}` failed; export it to a PEM file and pass --identity FILE"),
