@@ -180,14 +180,15 @@ class CandidText:
         return bytes(out) if raw else out.decode("utf-8")
 
 
+NAT64_FIELDS = {"session", "instructions", "prompt_remaining", "heap_bytes"}
+
+
 def numbers(value):
-    """dfx's JSON writes 64-bit numbers as strings; make them ints."""
+    """dfx's JSON writes 64-bit numbers as strings: make those fields ints (text stays text)."""
     if isinstance(value, dict):
-        return {k: numbers(v) for k, v in value.items()}
+        return {k: int(v) if k in NAT64_FIELDS and isinstance(v, str) else numbers(v) for k, v in value.items()}
     if isinstance(value, list):
         return [numbers(v) for v in value]
-    if isinstance(value, str) and value.replace("_", "").isdigit():
-        return int(value.replace("_", ""))
     return value
 
 
