@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Walsh canister: target/wasm32-unknown-unknown/canister/walsh_canister.wasm (raw) and,
-# unless --no-post-process, target/canister/walsh_canister.wasm with the candid:service metadata
-# (ic-wasm) and wasm-opt -O3 applied when those tools are installed (npm: @icp-sdk/ic-wasm-linux-x64;
-# apt: binaryen).
+# Builds the Walsh canister: target/wasm32-unknown-unknown/canister/walsh_canister.wasm (raw; under
+# $CARGO_TARGET_DIR when set) and, unless --no-post-process, target/canister/walsh_canister.wasm with
+# the candid:service metadata (ic-wasm) and wasm-opt -O3 applied when those tools are installed (npm:
+# @icp-sdk/ic-wasm-linux-x64; apt: binaryen), and target/canister/walsh_canister.wasm.gz, the module
+# to deploy (gzip -9n: reproducible, and under the 2 MiB ingress limit, so it installs in one message).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ post_process=1
 # repeated because RUSTFLAGS replaces the target rustflags of .cargo/config.toml.
 RUSTFLAGS='--cfg getrandom_backend="custom" -C target-feature=+simd128 -C llvm-args=-disable-lsr' \
     cargo build -p walsh-canister --lib --target wasm32-unknown-unknown --profile canister
-raw=target/wasm32-unknown-unknown/canister/walsh_canister.wasm
+raw=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/canister/walsh_canister.wasm
 echo "built $raw ($(stat -c %s "$raw") bytes)"
 [[ $post_process == 1 ]] || exit 0
 
@@ -39,3 +40,5 @@ else
     echo "note: ic-wasm not found (npm install -g @icp-sdk/ic-wasm-linux-x64); the module carries no candid:service metadata"
 fi
 echo "built $out ($(stat -c %s "$out") bytes)"
+gzip -9n < "$out" > "$out.gz.tmp" && mv "$out.gz.tmp" "$out.gz"
+echo "built $out.gz ($(stat -c %s "$out.gz") bytes)"

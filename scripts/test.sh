@@ -36,6 +36,8 @@ fi
 echo "testing $WALSH_CANISTER_WASM"
 
 echo "== tests"
+# host-compressor/tests/deploy.rs also runs icp-cli 1.5 (npm install -g @icp-sdk/icp-cli-linux-x64@1.5.0,
+# as .ci/run does) and the gzipped module built above; without icp-cli it skips, except in CI.
 cargo test --workspace
 
 echo "== the local replica (ic-host serve) with the real clients: agent-js and icp-cli"

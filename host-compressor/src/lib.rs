@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod compress;
+pub mod ic;
 pub mod meta_pkl;
 pub mod pickle;
 pub mod python_json;

@@ -17,8 +17,10 @@ struct Cli {
 enum Command {
     /// Convert a PyTorch training checkpoint (.pt) into a .walsh file.
     Compress(commands::compress::Args),
-    /// Generate text from a prompt.
+    /// Generate text from a prompt (with a local model, or on a deployed canister).
     Generate(commands::generate::Args),
+    /// Upload a model and/or tokenizer to a deployed walsh canister (chunked, resumable).
+    Upload(commands::upload::Args),
     /// Show a .walsh file's version, config and records.
     Inspect(commands::inspect::Args),
     /// Write a small random model (and its char tokenizer) for trying things out.
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compress(args) => commands::compress::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Upload(args) => commands::upload::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::DemoModel(args) => commands::demo::run(args),
         Command::Tokenizer(args) => commands::tokenizer::run(args),

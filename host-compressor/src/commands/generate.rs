@@ -14,30 +14,37 @@ const REPORTED_TOP: usize = 10;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The .walsh model.
-    model: PathBuf,
+    /// The .walsh model (not with --canister: then the canister's model generates).
+    pub model: Option<PathBuf>,
     /// A tokenizer.json, or the char vocabulary meta.pkl of the training run.
     #[arg(long)]
-    tokenizer: PathBuf,
+    pub tokenizer: Option<PathBuf>,
     #[arg(long)]
-    prompt: String,
+    pub prompt: String,
     #[arg(long, default_value_t = 50)]
-    max_tokens: usize,
+    pub max_tokens: usize,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    temperature: f32,
+    pub temperature: f32,
     #[arg(long)]
-    top_k: Option<usize>,
+    pub top_k: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
-    top_p: Option<f32>,
+    pub top_p: Option<f32>,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Keep going after the end-of-text token instead of stopping there.
     #[arg(long)]
-    ignore_eos: bool,
+    pub ignore_eos: bool,
     /// Print one JSON object (ids, text, top-10 logits of the first 5 steps) instead of streaming.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+    /// Generate on a deployed walsh canister instead (`--canister ID|NAME [--network …]`), through
+    /// update sessions.
+    #[command(flatten)]
+    pub target: super::remote::Target,
+    /// With --canister: one `generate` query (as many tokens as fit in a query) instead of sessions.
+    #[arg(long)]
+    pub query: bool,
 }
 
 #[derive(Serialize)]
@@ -64,8 +71,17 @@ fn top_n(logits: &[f32], n: usize) -> StepReport {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let model = super::load_model(&args.model)?;
-    let tokenizer = super::load_tokenizer(&args.tokenizer)?;
+    if args.target.canister.is_some() {
+        return super::generate_remote::run(args);
+    }
+    if args.query {
+        bail!("--query needs --canister (it asks the canister for one generate query)");
+    }
+    let (Some(model_path), Some(tokenizer_path)) = (&args.model, &args.tokenizer) else {
+        bail!("give MODEL and --tokenizer FILE (or --canister ID to generate on a deployed canister)");
+    };
+    let model = super::load_model(model_path)?;
+    let tokenizer = super::load_tokenizer(tokenizer_path)?;
     if tokenizer.vocab_size() > model.config.vocab_size {
         bail!(
             "the tokenizer has {} tokens but the model only {}: wrong tokenizer for this model?",

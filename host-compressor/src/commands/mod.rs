@@ -1,8 +1,11 @@
 pub mod compress;
 pub mod demo;
 pub mod generate;
+pub mod generate_remote;
 pub mod inspect;
+pub mod remote;
 pub mod tokenizer;
+pub mod upload;
 
 use std::path::Path;
 
