@@ -119,17 +119,23 @@ export async function upload(actor, kind, bytes) {
   return ok(await actor.upload_finish(variant, BigInt(bytes.length), new Uint8Array(sha)), 'upload_finish');
 }
 
-/** char-tiny's model, its tokenizer.json (converted from meta.pkl by `walsh tokenizer`) and reference. */
+/** A reference set's tokenizer.json: its own, or converted from its meta.pkl by `walsh tokenizer`. */
+export function tokenizerOf(dir) {
+  const own = path.join(dir, 'tokenizer.json');
+  if (fs.existsSync(own)) return fs.readFileSync(own);
+  const tokenizer = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'walsh-e2e-')), 'tokenizer.json');
+  execFileSync(paths.walsh, ['tokenizer', path.join(dir, 'meta.pkl'), '-o', tokenizer], { stdio: 'pipe' });
+  return fs.readFileSync(tokenizer);
+}
+
+/** char-tiny's model, its tokenizer.json and its reference for "ROMEO:"; null without testdata. */
 export function charTiny() {
   const dir = path.join(paths.testdata, 'char-tiny');
   if (!fs.existsSync(path.join(dir, 'model.walsh'))) return null;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'walsh-e2e-'));
-  const tokenizer = path.join(tmp, 'tokenizer.json');
-  execFileSync(paths.walsh, ['tokenizer', path.join(dir, 'meta.pkl'), '-o', tokenizer], { stdio: 'pipe' });
   const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
   return {
     model: fs.readFileSync(path.join(dir, 'model.walsh')),
-    tokenizer: fs.readFileSync(tokenizer),
+    tokenizer: tokenizerOf(dir),
     reference: reference.prompts.find((p) => p.prompt === 'ROMEO:'),
   };
 }
