@@ -24,6 +24,18 @@ RUSTFLAGS="-C target-feature=+simd128" \
 echo "== engine for wasm32-unknown-unknown"
 cargo build -p walsh-engine --target wasm32-unknown-unknown --release
 
+echo "== frontend: the page the canister embeds (frontend/dist)"
+if command -v npm > /dev/null; then
+    if [[ ! frontend/node_modules/.package-lock.json -nt frontend/package-lock.json ]]; then
+        (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    (cd frontend && npm run build)
+elif [[ -n "${CI:-}" ]]; then
+    echo "error: npm is needed to build the page" >&2; exit 1
+else
+    echo "note: npm not found; the canister embeds a placeholder page"
+fi
+
 echo "== canister"
 # With wasm-opt and ic-wasm installed (CI installs them) the tests run the deployable module
 # (optimized, candid:service metadata); without them, the raw build.
@@ -42,3 +54,6 @@ cargo test --workspace
 
 echo "== the local replica (ic-host serve) with the real clients: agent-js and icp-cli"
 bash ic-host/tests/clients/run.sh
+
+echo "== the page in a browser (Chromium) through ic-host serve's gateway"
+bash frontend/tests/run.sh

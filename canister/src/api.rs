@@ -86,6 +86,16 @@ pub struct GenerateRequest {
     pub seed: Option<u64>,
 }
 
+/// Options of one session call (`session_start`, `session_continue`), all optional.
+#[derive(CandidType, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// Instructions this call may use, at least 1 000 000; more than the controller's
+    /// `call_budget` is cut to it. A smaller budget returns sooner with fewer tokens, so a page
+    /// can show text as it comes (2 B: about one round of the IC). Given to `session_start`,
+    /// it stays the session's budget for the calls that give none. [the controller's `call_budget`]
+    pub call_budget: Option<u64>,
+}
+
 #[derive(CandidType, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     MaxTokens,

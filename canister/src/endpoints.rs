@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use ic_asset_certification::AssetRouter;
+use ic_http_certification::{HttpRequest, HttpResponse};
 use ic_stable_structures::DefaultMemoryImpl;
 
 use crate::api::*;
@@ -11,6 +13,8 @@ use crate::service::{Context, Service};
 
 thread_local! {
     static SERVICE: RefCell<Option<Service<DefaultMemoryImpl>>> = const { RefCell::new(None) };
+    /// The page's certified files; its root hash is the canister's certified data.
+    static PAGE: RefCell<Option<AssetRouter<'static>>> = const { RefCell::new(None) };
 }
 
 fn with<R>(f: impl FnOnce(&mut Service<DefaultMemoryImpl>, &Context<'_>) -> R) -> R {
@@ -37,6 +41,9 @@ fn start(settings: Option<Settings>) {
     let service = Service::new(DefaultMemoryImpl::default(), settings)
         .unwrap_or_else(|e| ic_cdk::trap(format!("cannot load the stored model: {e:?}")));
     SERVICE.with(|s| *s.borrow_mut() = Some(service));
+    let page = crate::assets::router();
+    ic_cdk::api::certified_data_set(page.root_hash());
+    PAGE.with(|p| *p.borrow_mut() = Some(page));
     // Seeds for requests without one come from the IC's randomness, fetched once per code version.
     ic_cdk_timers::set_timer(Duration::ZERO, async {
         if let Ok(bytes) = ic_cdk_management_canister::raw_rand().await {
@@ -95,13 +102,16 @@ fn generate(request: GenerateRequest) -> Result<Generation, Error> {
 }
 
 #[ic_cdk::update]
-fn session_start(request: GenerateRequest) -> Result<SessionChunk, Error> {
-    with(|s, ctx| s.session_start(ctx, request))
+fn session_start(
+    request: GenerateRequest,
+    options: Option<CallOptions>,
+) -> Result<SessionChunk, Error> {
+    with(|s, ctx| s.session_start(ctx, request, options))
 }
 
 #[ic_cdk::update]
-fn session_continue(session: u64) -> Result<SessionChunk, Error> {
-    with(|s, ctx| s.session_continue(ctx, session))
+fn session_continue(session: u64, options: Option<CallOptions>) -> Result<SessionChunk, Error> {
+    with(|s, ctx| s.session_continue(ctx, session, options))
 }
 
 #[ic_cdk::query]
@@ -124,6 +134,20 @@ fn stats() -> Stats {
     let heap = (core::arch::wasm32::memory_size(0) as u64) * 65_536;
     let stable = ic_cdk::stable::stable_size() * 65_536;
     with(|s, _| s.stats(heap, stable))
+}
+
+/// The page (`frontend/`), certified: what an HTTP gateway serves at the canister's URL.
+#[ic_cdk::query]
+fn http_request(request: HttpRequest<'static>) -> HttpResponse<'static> {
+    // Queries through a gateway are non-replicated and always carry a certificate.
+    let certificate = ic_cdk::api::data_certificate().unwrap_or_default();
+    PAGE.with(|p| {
+        let page = p.borrow();
+        let page = page
+            .as_ref()
+            .expect("the page is certified in init and post_upgrade");
+        crate::assets::serve(page, &certificate, &request)
+    })
 }
 
 #[ic_cdk::update]

@@ -4,9 +4,11 @@
 //!   sessions), plain Rust tested natively.
 //! - [`storage`]: the stable memory layout (`docs/STORAGE.md`).
 //! - [`api`]: the Candid types (`canister/walsh.did`).
+//! - [`assets`]: the page (`frontend/dist`, embedded at build time) with certified responses.
 //! - `endpoints` (wasm32 only): thin ic-cdk functions over the service.
 
 pub mod api;
+pub mod assets;
 pub mod service;
 pub mod storage;
 

@@ -28,6 +28,8 @@ pub const QUERY_BUDGET: u64 = 4_900_000_000;
 /// Default and largest per-call budget of a session call, of the 40 B update limit.
 pub const DEFAULT_CALL_BUDGET: u64 = 20_000_000_000;
 pub const MAX_CALL_BUDGET: u64 = 35_000_000_000;
+/// Smallest per-call budget, of the controller's setting or a caller's request.
+pub const MIN_CALL_BUDGET: u64 = 1_000_000;
 pub const MAX_TOKENS: u32 = 4096;
 pub const MAX_PROMPT_BYTES: usize = 100_000;
 const RECENT_CALLS: usize = 32;
@@ -48,6 +50,24 @@ struct Session {
     prompt_ids: Vec<u32>,
     text: String,
     last_active_ns: u64,
+    /// The budget asked for at `session_start`, for calls that ask for none.
+    call_budget: Option<u64>,
+}
+
+impl Session {
+    fn finished(&self) -> bool {
+        self.generator.stop_reason().is_some()
+    }
+}
+
+/// A caller's requested per-call budget, checked.
+fn requested_budget(options: Option<&CallOptions>) -> Result<Option<u64>, Error> {
+    match options.and_then(|o| o.call_budget) {
+        Some(budget) if budget < MIN_CALL_BUDGET => Err(Error::InvalidArgument(format!(
+            "call_budget must be at least {MIN_CALL_BUDGET}"
+        ))),
+        budget => Ok(budget),
+    }
 }
 
 pub struct Service<M: Memory + Clone> {
@@ -157,9 +177,9 @@ impl<M: Memory + Clone> Service<M> {
 
     fn apply_settings(&mut self, s: Settings) -> Result<(), Error> {
         if let Some(budget) = s.call_budget {
-            if !(1_000_000..=MAX_CALL_BUDGET).contains(&budget) {
+            if !(MIN_CALL_BUDGET..=MAX_CALL_BUDGET).contains(&budget) {
                 return Err(Error::InvalidArgument(format!(
-                    "call_budget must be in 1000000..={MAX_CALL_BUDGET}"
+                    "call_budget must be in {MIN_CALL_BUDGET}..={MAX_CALL_BUDGET}"
                 )));
             }
         }
@@ -532,13 +552,22 @@ impl<M: Memory + Clone> Service<M> {
         &mut self,
         ctx: &Context<'_>,
         request: GenerateRequest,
+        options: Option<CallOptions>,
     ) -> Result<SessionChunk, Error> {
         self.expire(ctx.now_ns);
+        let call_budget = requested_budget(options.as_ref())?;
+        // A finished session only waits to be read: the caller's own make room for the new
+        // one, and the limits count running sessions (finished ones go first when all are taken).
+        self.sessions
+            .retain(|_, s| !(s.owner == ctx.caller && s.finished()));
         let meta = self.storage.meta();
         let (total, per_caller) = (
             meta.max_sessions as usize,
             meta.max_sessions_per_caller as usize,
         );
+        if self.sessions.len() >= total {
+            self.sessions.retain(|_, s| !s.finished());
+        }
         if self.sessions.len() >= total {
             return Err(Error::TooManySessions {
                 limit: total as u64,
@@ -568,16 +597,25 @@ impl<M: Memory + Clone> Service<M> {
                 prompt_ids: prepared.prompt_ids,
                 text: String::new(),
                 last_active_ns: ctx.now_ns,
+                call_budget,
             },
         );
-        self.session_continue(ctx, id)
+        self.session_continue(ctx, id, None)
     }
 
     /// Continues a session for one call's budget: the rest of the prompt, then tokens.
-    pub fn session_continue(&mut self, ctx: &Context<'_>, id: u64) -> Result<SessionChunk, Error> {
+    /// The budget is the one `options` asks for, else the session's, else the controller's,
+    /// and never more than the controller's.
+    pub fn session_continue(
+        &mut self,
+        ctx: &Context<'_>,
+        id: u64,
+        options: Option<CallOptions>,
+    ) -> Result<SessionChunk, Error> {
         let start = (ctx.instructions)();
         self.expire(ctx.now_ns);
-        let call_budget = self.storage.meta().call_budget;
+        let requested = requested_budget(options.as_ref())?;
+        let limit = self.storage.meta().call_budget;
         let model = self.model.as_ref().ok_or(Error::NoModel)?;
         let tokenizer = self.tokenizer.as_ref().ok_or(Error::NoTokenizer)?;
         let session = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
@@ -585,6 +623,9 @@ impl<M: Memory + Clone> Service<M> {
             return Err(Error::NotYourSession);
         }
         session.last_active_ns = ctx.now_ns;
+        let call_budget = requested
+            .or(session.call_budget)
+            .map_or(limit, |b| b.min(limit));
         let mut budget = Budget::new(ctx.instructions, start.saturating_add(call_budget));
         let mut ids = Vec::new();
         let mut text = String::new();

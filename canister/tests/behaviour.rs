@@ -133,13 +133,71 @@ fn sessions_belong_to_their_caller() {
     r.unwrap();
     let r: Result<SessionChunk, Error> = c.update("session_continue", Encode!(&id).unwrap(), alice);
     assert_eq!(r, Err(Error::UnknownSession));
-    // Per-caller limit (4 by default).
+    // Per-caller limit (4 by default), of running sessions: a finished one makes room and is
+    // dropped when its caller starts the next.
+    let finished: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 1)).unwrap(), bob);
+    let finished = finished.unwrap();
+    assert_eq!(finished.stop, Some(StopReason::MaxTokens));
+    let small = Some(CallOptions { call_budget: Some(1_000_000) });
     for _ in 0..4 {
-        let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 1)).unwrap(), bob);
-        r.unwrap();
+        let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 40), &small).unwrap(), bob);
+        assert_eq!(r.unwrap().stop, None, "a 1 M budget does not finish 40 tokens");
     }
     let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 1)).unwrap(), bob);
     assert_eq!(r, Err(Error::TooManySessions { limit: 4 }));
+    let r: Result<SessionView, Error> = c.query("session_get", Encode!(&finished.session).unwrap(), bob);
+    assert_eq!(r, Err(Error::UnknownSession));
+}
+
+/// Runs a session to its end, continuing with `options` (None: as old clients call, with the
+/// session id alone); returns its chunks.
+fn run_session(c: &mut Canister, request: &GenerateRequest, start: Option<CallOptions>, each: Option<CallOptions>, caller: Principal) -> Vec<SessionChunk> {
+    let first: Result<SessionChunk, Error> = c.update("session_start", Encode!(request, &start).unwrap(), caller);
+    let mut chunks = vec![first.unwrap()];
+    while chunks.last().unwrap().stop.is_none() {
+        let id = chunks[0].session;
+        let arg = match &each {
+            Some(options) => Encode!(&id, &Some(options.clone())).unwrap(),
+            None => Encode!(&id).unwrap(),
+        };
+        let next: Result<SessionChunk, Error> = c.update("session_continue", arg, caller);
+        chunks.push(next.unwrap());
+        assert!(chunks.len() < 10_000, "the session makes no progress");
+    }
+    chunks
+}
+
+#[test]
+fn a_caller_may_ask_for_a_smaller_call_budget() {
+    let Some((mut c, prompt, reference)) = ready() else { return };
+    let me = user("a");
+    let budget = |b: u64| Some(CallOptions { call_budget: Some(b) });
+    let r: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&prompt, 40), &budget(999_999)).unwrap(), me);
+    assert!(matches!(&r, Err(Error::InvalidArgument(m)) if m.contains("call_budget")), "{r:?}");
+    // The default: the controller's 20 B, all 40 tokens in one call.
+    let whole = run_session(&mut c, &greedy(&prompt, 40), None, None, me);
+    assert_eq!(whole.len(), 1);
+    let total = whole[0].instructions;
+    // Asked at the start, the budget holds for every call that asks for none.
+    let small = total / 8;
+    let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(small), None, me);
+    let ids: Vec<u32> = chunks.iter().flat_map(|k| k.ids.clone()).collect();
+    assert_eq!(ids, reference, "the same text, in pieces");
+    assert!(chunks.len() >= 8, "{} calls of at most {small}", chunks.len());
+    for k in &chunks {
+        assert!(k.instructions <= small, "a call used {} of {small}", k.instructions);
+    }
+    let text: String = chunks.iter().map(|k| k.text.as_str()).collect();
+    assert_eq!(text, whole[0].text);
+    // A continue call may ask for its own budget.
+    let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(small), budget(total / 2), me);
+    assert!(chunks.len() >= 3 && chunks.len() < 8, "{} calls", chunks.len());
+    // Never more than the controller's setting.
+    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), default_controller());
+    r.unwrap();
+    let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(35_000_000_000), budget(35_000_000_000), me);
+    assert!(chunks.len() >= 8, "{} calls", chunks.len());
+    assert!(chunks.iter().all(|k| k.instructions <= small));
 }
 
 #[test]

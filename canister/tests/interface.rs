@@ -15,7 +15,7 @@ fn imports_only_ic0_and_fits_the_module_limits() {
     for method in ["upload_start", "upload_chunk", "upload_finish", "session_start", "session_continue", "session_cancel", "configure"] {
         assert!(info.update_methods.iter().any(|m| m == method), "{method} is not an update");
     }
-    for method in ["generate", "upload_status", "session_get", "model_info", "stats"] {
+    for method in ["generate", "upload_status", "session_get", "model_info", "stats", "http_request"] {
         assert!(info.query_methods.iter().any(|m| m == method), "{method} is not a query");
     }
 }
@@ -28,4 +28,15 @@ fn exported_interface_matches_the_did_file() {
     use candid_parser::utils::{CandidSource, service_equal};
     service_equal(CandidSource::Text(&written), CandidSource::Text(&exported))
         .unwrap_or_else(|e| panic!("canister/walsh.did differs from the interface the wasm exports: {e}\n--- exported:\n{exported}"));
+}
+
+#[test]
+fn the_module_with_its_page_stays_under_2_mib_gzipped() {
+    let wasm = common::canister_wasm();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, wasm).unwrap();
+    let gzipped = gz.finish().unwrap().len();
+    let page: usize = walsh_canister::assets::files().iter().map(|(_, b)| b.len()).sum();
+    eprintln!("module {} bytes, {gzipped} gzipped; page files {page} bytes (built page: {})", wasm.len(), walsh_canister::assets::BUILT);
+    assert!(gzipped < 2 << 20, "the gzipped module is {gzipped} bytes");
 }

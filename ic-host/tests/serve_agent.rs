@@ -54,8 +54,8 @@ async fn walsh_canister_installs_gzipped_and_answers_queries_updates_and_typed_e
     assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterError);
     assert_eq!(reject.error_code.as_deref(), Some("IC0503"), "{}", reject.reject_message);
 
-    // No such method: IC0536 (what icp-cli's http_request probe looks for).
-    let error = agent.query(&id, "http_request").with_arg(Encode!().unwrap()).call().await.expect_err("no http_request");
+    // No such method: IC0536 (what icp-cli's http_request probe looks for; walsh has http_request).
+    let error = agent.query(&id, "no_such_method").with_arg(Encode!().unwrap()).call().await.expect_err("no such method");
     assert_eq!(reject_of(error).error_code.as_deref(), Some("IC0536"));
 
     // No such canister: reject code 3, IC0301.

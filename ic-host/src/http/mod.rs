@@ -8,10 +8,12 @@
 //! - [`keys`]: the subnet's BLS root key and the node's Ed25519 key (persisted).
 //! - [`state_tree`]: the certified state tree and read_state path rules.
 //! - [`certificate`]: certificates signed by the root key, node signatures of query replies.
+//! - [`gateway`]: the HTTP gateway (`<canister-id>.localhost`, `?canisterId=`), verifying.
 
 pub mod auth;
 pub mod certificate;
 pub mod envelope;
+pub mod gateway;
 pub mod keys;
 pub mod state_tree;
 pub mod server;

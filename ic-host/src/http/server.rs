@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::auth;
 use super::certificate;
 use super::envelope::{self, Content, Envelope, RequestKind};
+use super::gateway::{self, Gateway};
 use super::keys::SubnetKeys;
 use super::state_tree::{self, ApiVersion, CanisterView, Endpoint, RequestStatusView, RequestView, StateSource, SubnetView, Visibility};
 use crate::replica::management;
@@ -135,13 +136,14 @@ pub fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let addr = std_listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let served = subnet.clone();
+    let gateway = Arc::new(Gateway::new(format!("http://{addr}")));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).thread_name("ic-host-serve").build()?;
     let thread = std::thread::Builder::new().name("ic-host-serve".into()).spawn(move || {
         runtime.block_on(async move {
             let Ok(listener) = TcpListener::from_std(std_listener) else { return };
             let timers = tokio::spawn(run_timers(served.clone()));
             let persister = tokio::spawn(run_persister(served.clone()));
-            let app = router(served.clone());
+            let app = router(served.clone(), gateway);
             let listener = BoundedListener { inner: listener, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) };
             let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.await;
@@ -185,7 +187,8 @@ async fn run_persister(subnet: Arc<Subnet>) {
     }
 }
 
-pub fn router(subnet: Arc<Subnet>) -> Router {
+/// The IC's API; every other request goes to the HTTP gateway ([`gateway::fallback`]).
+pub fn router(subnet: Arc<Subnet>, gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/api/v2/status", get(status))
         .route("/api/v2/canister/{ecid}/call", post(call_v2))
@@ -198,7 +201,7 @@ pub fn router(subnet: Arc<Subnet>) -> Router {
         .route("/api/v3/canister/{ecid}/read_state", post(read_state_canister_handler::<true>))
         .route("/api/v2/subnet/{sid}/read_state", post(read_state_subnet_handler::<false>))
         .route("/api/v3/subnet/{sid}/read_state", post(read_state_subnet_handler::<true>))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "Not found: this is the IC HTTP interface of ic-host serve (/api/v2/status, /api/v{2,3,4}/canister/<id>/{call,query,read_state})") })
+        .fallback(move |request| gateway::fallback(gateway.clone(), request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(subnet)
 }
