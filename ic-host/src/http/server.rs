@@ -203,7 +203,29 @@ pub fn router(subnet: Arc<Subnet>, gateway: Arc<Gateway>) -> Router {
         .route("/api/v3/subnet/{sid}/read_state", post(read_state_subnet_handler::<true>))
         .fallback(move |request| gateway::fallback(gateway.clone(), request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(cross_origin))
         .with_state(subnet)
+}
+
+/// The API answers pages of any origin, as the IC's boundary nodes do (a dapp served from
+/// elsewhere, or `npm run dev`, calls the replica directly): preflights of `/api/` get 204 with
+/// the allowed methods and headers, and every API response allows any origin.
+async fn cross_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    if api && request.method() == axum::http::Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, HEAD, OPTIONS"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-requested-with"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("7200"));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if api {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    response
 }
 
 /// A 4xx answer with a text body, as the replica gives for requests it refuses to process.
