@@ -234,6 +234,7 @@ fn serve(cli: ServeCli) -> Result<()> {
     let root_key = hex::encode(server.subnet.keys.root_key_der());
     println!("ic-host serve: listening on {}", server.url);
     println!("  subnet {}  (root key {root_key})", server.subnet.keys.subnet_id());
+    println!("  canister pages at http://<canister-id>.localhost:{}/ (the HTTP gateway)", server.addr.port());
     if let Some(dir) = &cli.state_dir {
         println!("  state in {}", dir.display());
     }
