@@ -17,8 +17,12 @@
 //! written in this message; the host clears it before each message). Every load and store
 //! checks the byte of the page it touches (both pages when it may span two) and calls
 //! `__ic_host.touch(address, offset, size, write)` when the page is new to this message or to
-//! this kind of access; `memory.fill`, `memory.copy` and `memory.init` call it for their ranges.
-//! The host charges there and sets the byte, so each page pays once per message.
+//! this kind of access; `memory.fill`, `memory.copy` and `memory.init` check the pages at both
+//! ends of their ranges the same way. The host charges there and sets the byte, so each page
+//! pays once per message. To keep the host fast, accesses relative to one local (`local.get x`
+//! then the access, a store's value a constant or another local) in straight-line code with no
+//! call between and `x` unchanged share one check, at the first of them, of the range they
+//! cover together when it spans at most 64 KiB: it touches exactly their pages.
 
 use std::collections::HashSet;
 
@@ -303,6 +307,88 @@ fn access(op: &Operator<'_>) -> Option<Access> {
     }
 }
 
+/// The page check an operator gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Check {
+    /// Not an access, or one a group check before it covers.
+    None,
+    /// Its own check, from the address on the stack.
+    Own(Access),
+    /// The check of a group of accesses relative to `base`: the bytes `[base + start, base +
+    /// end)`, written or read.
+    Group { base: u32, start: u64, end: u64, write: bool },
+}
+
+/// Plans the page checks of a function body: which accesses share a check (see the module
+/// docs) and which get their own.
+fn page_checks(ops: &[Operator<'_>]) -> Vec<Check> {
+    use std::collections::HashMap;
+    let mut checks = vec![Check::None; ops.len()];
+    // Open groups of the current straight-line stretch, by (base local, write): the index of
+    // their first access.
+    let mut open: HashMap<(u32, bool), usize> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Some(a) = access(op) {
+            let base = match (i.checked_sub(1).map(|j| &ops[j]), i.checked_sub(2).map(|j| &ops[j]), a.value) {
+                (Some(Operator::LocalGet { local_index }), _, None) => Some(*local_index),
+                (
+                    Some(Operator::LocalGet { .. } | Operator::I32Const { .. } | Operator::I64Const { .. } | Operator::F32Const { .. } | Operator::F64Const { .. } | Operator::V128Const { .. }),
+                    Some(Operator::LocalGet { local_index }),
+                    Some(_),
+                ) => Some(*local_index),
+                _ => None,
+            };
+            let (start, end) = (a.offset, a.offset + u64::from(a.size));
+            let grouped = base.filter(|_| end <= u64::from(u32::MAX)).and_then(|base| {
+                let first = *open.get(&(base, a.write))?;
+                let Check::Group { start: s, end: e, .. } = checks[first] else { return None };
+                let (s, e) = (s.min(start), e.max(end));
+                (e - s <= 65_536).then(|| {
+                    checks[first] = Check::Group { base, start: s, end: e, write: a.write };
+                })
+            });
+            if grouped.is_none() {
+                checks[i] = match base.filter(|_| end <= u64::from(u32::MAX)) {
+                    Some(base) => {
+                        open.insert((base, a.write), i);
+                        Check::Group { base, start, end, write: a.write }
+                    }
+                    None => Check::Own(a),
+                };
+            }
+            continue;
+        }
+        match op {
+            Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
+                open.remove(&(*local_index, false));
+                open.remove(&(*local_index, true));
+            }
+            // Control flow ends the stretch (a later access might not run), and so does a call
+            // (it might read the instruction counter).
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::End
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+            | Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+            | Operator::MemoryFill { .. }
+            | Operator::MemoryCopy { .. }
+            | Operator::MemoryInit { .. }
+            | Operator::MemoryGrow { .. } => open.clear(),
+            _ => {}
+        }
+    }
+    checks
+}
+
 /// Locals a function's page checks use (after its own and the bulk-size scratch).
 struct PageLocals {
     /// The address as the instruction gets it.
@@ -538,6 +624,7 @@ impl Reencode for Instrumenter {
             ops.push(reader.read()?);
         }
         let points = injection_points(&ops);
+        let checks = if self.pages { page_checks(&ops) } else { Vec::new() };
         let mut next = points.iter().peekable();
         for (i, op) in ops.into_iter().enumerate() {
             while let Some(point) = next.next_if(|p| match p {
@@ -559,10 +646,10 @@ impl Reencode for Instrumenter {
                 }
             }
             if self.pages {
-                if let Some(a) = access(&op) {
-                    self.guard(&mut f, a, &page_locals);
-                } else {
-                    self.guard_bulk(&mut f, &op, scratch, &page_locals);
+                match checks[i] {
+                    Check::Own(a) => self.guard(&mut f, a, &page_locals),
+                    Check::Group { base, start, end, write } => self.guard_group(&mut f, base, start, end, write),
+                    Check::None => self.guard_bulk(&mut f, &op, scratch, &page_locals),
                 }
             }
             f.instruction(&self.instruction(op)?);
@@ -593,15 +680,7 @@ impl Instrumenter {
             f.instruction(&Instruction::I32Add);
             f.instruction(&Instruction::LocalTee(l.effective));
         }
-        f.instruction(&Instruction::I32Const(16));
-        f.instruction(&Instruction::I32ShrU);
-        f.instruction(&Instruction::I32Load8U(wasm_encoder::MemArg { offset: 0, align: 0, memory_index: self.page_map() }));
-        if a.write {
-            f.instruction(&Instruction::I32Const(i32::from(PAGE_ACCESSED | PAGE_WRITTEN)));
-            f.instruction(&Instruction::I32Ne);
-        } else {
-            f.instruction(&Instruction::I32Eqz);
-        }
+        self.page_is_new(f, a.write);
         if a.size > 1 {
             f.instruction(&Instruction::LocalGet(l.effective));
             f.instruction(&Instruction::I32Const(0xffff));
@@ -623,6 +702,46 @@ impl Instrumenter {
         }
     }
 
+    /// Pushes whether the page map byte of the page holding the address on the stack says it
+    /// must be touched (not accessed yet for a read, not written yet for a write).
+    fn page_is_new(&self, f: &mut wasm_encoder::Function, write: bool) {
+        f.instruction(&Instruction::I32Const(16));
+        f.instruction(&Instruction::I32ShrU);
+        f.instruction(&Instruction::I32Load8U(wasm_encoder::MemArg { offset: 0, align: 0, memory_index: self.page_map() }));
+        if write {
+            f.instruction(&Instruction::I32Const(i32::from(PAGE_ACCESSED | PAGE_WRITTEN)));
+            f.instruction(&Instruction::I32Ne);
+        } else {
+            f.instruction(&Instruction::I32Eqz);
+        }
+    }
+
+    /// Stack-neutral, before the first access of a group: touches `[base + start, base + end)`
+    /// unless the pages of both its ends are known (at most 64 KiB: no page in between).
+    fn guard_group(&self, f: &mut wasm_encoder::Function, base: u32, start: u64, end: u64, write: bool) {
+        let at = |f: &mut wasm_encoder::Function, offset: u64| {
+            f.instruction(&Instruction::LocalGet(base));
+            if offset != 0 {
+                f.instruction(&Instruction::I32Const(offset as u32 as i32));
+                f.instruction(&Instruction::I32Add);
+            }
+        };
+        at(f, start);
+        self.page_is_new(f, write);
+        if end - start > 1 {
+            at(f, end - 1);
+            self.page_is_new(f, write);
+            f.instruction(&Instruction::I32Or);
+        }
+        f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+        f.instruction(&Instruction::LocalGet(base));
+        f.instruction(&Instruction::I32Const(start as u32 as i32));
+        f.instruction(&Instruction::I32Const((end - start) as i32));
+        f.instruction(&Instruction::I32Const(i32::from(write)));
+        f.instruction(&Instruction::Call(self.touch_func()));
+        f.instruction(&Instruction::End);
+    }
+
     /// Before `memory.fill`, `memory.copy` or `memory.init` of memory 0 (after its size was
     /// charged, so `size` holds it): `touch` for the ranges it reads and writes.
     fn guard_bulk(&self, f: &mut wasm_encoder::Function, op: &Operator<'_>, size: u32, l: &PageLocals) {
@@ -638,12 +757,28 @@ impl Instrumenter {
         f.instruction(&Instruction::LocalTee(l.address));
         f.instruction(&Instruction::LocalGet(l.effective));
         f.instruction(&Instruction::LocalGet(size));
+        // Touched unless it is at most 64 KiB and the pages of both its ends are known.
         let touch = |f: &mut wasm_encoder::Function, start: u32, write: bool| {
+            f.instruction(&Instruction::LocalGet(size));
+            f.instruction(&Instruction::I32Const(65_536));
+            f.instruction(&Instruction::I32GtU);
+            f.instruction(&Instruction::LocalGet(start));
+            self.page_is_new(f, write);
+            f.instruction(&Instruction::I32Or);
+            f.instruction(&Instruction::LocalGet(start));
+            f.instruction(&Instruction::LocalGet(size));
+            f.instruction(&Instruction::I32Add);
+            f.instruction(&Instruction::I32Const(1));
+            f.instruction(&Instruction::I32Sub);
+            self.page_is_new(f, write);
+            f.instruction(&Instruction::I32Or);
+            f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
             f.instruction(&Instruction::LocalGet(start));
             f.instruction(&Instruction::I32Const(0));
             f.instruction(&Instruction::LocalGet(size));
             f.instruction(&Instruction::I32Const(i32::from(write)));
             f.instruction(&Instruction::Call(self.touch_func()));
+            f.instruction(&Instruction::End);
         };
         if reads {
             touch(f, l.effective, false);
@@ -693,5 +828,42 @@ mod tests {
                 Point::Static { position: 7, cost: 2, reentrant: true },
             ]
         );
+    }
+
+    #[test]
+    fn accesses_relative_to_one_local_share_a_check_within_straight_line_code() {
+        use Operator::*;
+        let m = |offset| wasmparser::MemArg { align: 2, max_align: 2, offset, memory: 0 };
+        let ops = [
+            LocalGet { local_index: 0 },
+            I32Load { memarg: m(8) },
+            LocalGet { local_index: 0 },
+            I32Load { memarg: m(0) },
+            LocalGet { local_index: 0 },
+            I32Const { value: 1 },
+            I32Store { memarg: m(4) },
+            LocalGet { local_index: 0 },
+            I32Load { memarg: m(70_000) }, // more than 64 KiB from the others: its own group
+            LocalGet { local_index: 1 },
+            I32Load { memarg: m(0) },
+            LocalTee { local_index: 0 },
+            I32Load { memarg: m(12) }, // the address comes from local.tee: its own check
+            LocalGet { local_index: 0 },
+            I32Load { memarg: m(16) }, // local 0 changed: a new group
+            Call { function_index: 0 },
+            LocalGet { local_index: 0 },
+            I32Load { memarg: m(20) }, // after a call: a new group
+            End,
+        ];
+        let checks = page_checks(&ops);
+        let group = |base, start, end, write| Check::Group { base, start, end, write };
+        assert_eq!(checks[1], group(0, 0, 12, false));
+        assert_eq!(checks[3], Check::None);
+        assert_eq!(checks[6], group(0, 4, 8, true));
+        assert_eq!(checks[8], group(0, 70_000, 70_004, false));
+        assert_eq!(checks[10], group(1, 0, 4, false));
+        assert!(matches!(checks[12], Check::Own(Access { offset: 12, size: 4, write: false, value: None })));
+        assert_eq!(checks[14], group(0, 16, 20, false));
+        assert_eq!(checks[17], group(0, 20, 24, false));
     }
 }

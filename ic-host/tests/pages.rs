@@ -273,3 +273,28 @@ fn a_trapped_update_pays_what_it_touched_but_no_copy() {
     assert!(matches!(out.response, Response::Reject { .. }));
     assert_eq!(out.instructions, 1 + 4 + ACCESS + WRITE);
 }
+
+#[test]
+fn accesses_relative_to_one_local_pay_for_each_page_they_touch() {
+    // The host checks such accesses together (instrument.rs); the sums are the same.
+    let wat = format!(
+        r#"(module {REPLY} (memory (export "memory") 5)
+            (func (export "canister_update run") (local $p i32) (local $i i32)
+              i32.const 65000  local.set $p                        ;; 2
+              local.get $p  i32.load offset=0  drop                ;; 3: page 0
+              local.get $p  i32.load offset=1000  drop             ;; 3: page 1
+              local.get $p  i32.load offset=600  drop              ;; 3: page 1
+              local.get $p  i32.const 7  i32.store offset=2000     ;; 3: page 1 written
+              local.get $p  i64.load offset=66000  drop            ;; 3: page 2, beyond 64 KiB of the others
+              i32.const 0  br_if 0                                 ;; 3: the entry block ends
+              local.get $p  i32.const 1  i32.store8 offset=70000   ;; 3: page 2 written
+              i32.const 3  local.set $i                            ;; 2, then the loop
+              (loop $l
+                local.get $p  v128.load offset=200000  drop        ;; 3: page 4, each time
+                local.get $i  i32.const 1  i32.sub  local.tee $i   ;; 4
+                br_if $l)                                          ;; 2
+              call $reply))"#
+    );
+    let static_cost = (1 + 2 + 15 + 3) + 5 + 3 * 9 + REPLY_COST;
+    assert_eq!(run(&wat).0, static_cost + 4 * ACCESS + 2 * (WRITE + COPY));
+}
