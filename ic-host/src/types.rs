@@ -112,8 +112,9 @@ pub enum Accounting {
     Ic2025,
 }
 
-/// The process-wide default (`ic-host --accounting`): 0 for 2026, 1 for 2025.
-static DEFAULT_ACCOUNTING: AtomicU8 = AtomicU8::new(0);
+/// The process-wide default (`ic-host --accounting`): 0 for 2026, 1 for 2025, 2 until set (then
+/// the environment decides).
+static DEFAULT_ACCOUNTING: AtomicU8 = AtomicU8::new(2);
 
 impl Accounting {
     /// Makes `accounting` what [`Accounting::default`] (and so [`HostConfig::default`] and
@@ -142,12 +143,22 @@ impl std::str::FromStr for Accounting {
     }
 }
 
-/// [`Accounting::Ic2026`] unless [`Accounting::set_default`] said otherwise.
+/// What [`Accounting::set_default`] said; before that, `IC_HOST_ACCOUNTING` (`ic-2025` or
+/// `ic-2026`) if set, so that whole test suites can run under either; else [`Accounting::Ic2026`].
 impl Default for Accounting {
     fn default() -> Self {
         match DEFAULT_ACCOUNTING.load(Ordering::Relaxed) {
+            0 => Accounting::Ic2026,
             1 => Accounting::Ic2025,
-            _ => Accounting::Ic2026,
+            _ => {
+                let from_env = match std::env::var("IC_HOST_ACCOUNTING") {
+                    Ok(v) => v.parse().unwrap_or_else(|e| panic!("IC_HOST_ACCOUNTING: {e}")),
+                    Err(_) => Accounting::Ic2026,
+                };
+                // A concurrent set_default wins.
+                let _ = DEFAULT_ACCOUNTING.compare_exchange(2, from_env as u8, Ordering::Relaxed, Ordering::Relaxed);
+                Accounting::default()
+            }
         }
     }
 }
