@@ -27,7 +27,7 @@ while [[ $# -gt 0 ]]; do
         --json) json=1; shift ;;
         --model) model="$2"; shift 2 ;;
         --tokenizer) tokenizer="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
