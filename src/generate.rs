@@ -101,8 +101,11 @@ impl Generator {
         if options.max_tokens == 0 {
             return Err(GenerateError::ZeroMaxTokens);
         }
+        // The positions this generation can reach, reserved up front (see `KvCache::reserve`).
+        let mut cache = model.new_cache();
+        cache.reserve(prompt.len().saturating_add(options.max_tokens));
         Ok(Generator {
-            cache: model.new_cache(),
+            cache,
             sampler,
             pending: prompt.to_vec(),
             generated: Vec::new(),

@@ -1,5 +1,7 @@
 //! How fast the embedded host executes counted IC instructions, on a compute-heavy canister
-//! method (the test canister's `burn` loop), so that long benchmarks stay practical.
+//! method (the test canister's `burn` loop), so that long benchmarks stay practical; then on a
+//! loop of loads and stores (what the page checks of the 2026 accounting slow down), under both
+//! accountings.
 //!
 //!     cargo bench -p ic-host --bench throughput
 //!
@@ -11,7 +13,22 @@ mod common;
 use std::time::Instant;
 
 use candid::Encode;
-use ic_host::host::{Host, HostConfig, default_controller};
+use ic_host::host::{Accounting, Host, HostConfig, default_controller};
+
+/// 2 × 10⁸ iterations over a 4 MiB array: per iteration an i32 load, a v128 load and an i32
+/// store (most of the kernels' memory traffic is loads), 26 counted instructions.
+const MEMORY_LOOP: &str = r#"(module
+    (import "ic0" "msg_reply" (func $reply))
+    (memory (export "memory") 64)
+    (func (export "canister_update run") (local $i i32) (local $a i32) (local $acc i32) (local $v v128)
+      (loop $l
+        local.get $i  i32.const 4  i32.shl  i32.const 4194288  i32.and  local.tee $a
+        i32.load  local.get $acc  i32.add  local.set $acc
+        local.get $a  v128.load offset=0  local.get $v  i32x4.add  local.set $v
+        local.get $a  local.get $acc  i32.store offset=8
+        local.get $i  i32.const 1  i32.add  local.tee $i
+        i32.const 200000000  i32.lt_u  br_if $l)
+      call $reply))"#;
 
 fn main() {
     let wasm = common::test_canister_wasm();
@@ -36,6 +53,21 @@ fn main() {
     }
     rates.sort_by(f64::total_cmp);
     println!("median: {:.2} B counted instructions per second (target >= 1 B/s)", rates[1] / 1e9);
+
+    let wasm = wat::parse_str(MEMORY_LOOP).expect("valid WAT");
+    for accounting in [Accounting::Ic2025, Accounting::Ic2026] {
+        let (mut host, _) = Host::install(&wasm, &[], HostConfig { accounting, ..HostConfig::default() }).expect("install");
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = host.update("run", &[], default_controller()).unwrap();
+            let seconds = started.elapsed().as_secs_f64();
+            assert!(out.reply().is_some(), "the memory loop did not reply: {:?}", out.response);
+            rates.push(out.instructions as f64 / seconds);
+        }
+        rates.sort_by(f64::total_cmp);
+        println!("memory loop ({}): median {:.2} B counted instructions per second", accounting.name(), rates[1] / 1e9);
+    }
 }
 
 #[derive(candid::CandidType)]

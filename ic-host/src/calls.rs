@@ -11,7 +11,15 @@ use crate::cost::limits;
 use crate::management;
 use crate::message::{Kind, Message};
 use crate::state::{Origin, PendingCall};
-use crate::types::{HostError, Outcome, RejectCode, Response};
+use crate::types::{HostError, Outcome, PageUse, RejectCode, Response};
+
+/// What the executions of a call tree used.
+#[derive(Default)]
+struct Totals {
+    instructions: u64,
+    slices: u64,
+    pages: PageUse,
+}
 
 /// Work the event loop of a call tree still has to do.
 enum Event {
@@ -30,7 +38,7 @@ pub(crate) fn slices(instructions: u64) -> u64 {
 /// and returns the answer of that first context.
 pub(crate) fn run_tree(canister: &mut Canister, origin: Origin, entry: Entry, message: Message, log_start: usize) -> Result<Outcome, HostError> {
     let mut events: VecDeque<Event> = VecDeque::new();
-    let mut totals = (0u64, 0u64);
+    let mut totals = Totals::default();
     let root = canister.store.data_mut().open_context(origin);
     step(canister, root, entry, message, &mut events, &mut totals)?;
     while let Some(event) = events.pop_front() {
@@ -76,16 +84,17 @@ pub(crate) fn run_tree(canister: &mut Canister, origin: Origin, entry: Entry, me
         message: "Canister did not reply to the call".into(),
     });
     state.contexts.retain(|_, c| c.outstanding > 0);
-    Ok(Outcome { response, instructions: totals.0, slices: totals.1, log: state.log[log_start..].to_vec() })
+    Ok(Outcome { response, instructions: totals.instructions, slices: totals.slices, pages: totals.pages, log: state.log[log_start..].to_vec() })
 }
 
 /// One execution in `context`; routes the calls it made and answers finished contexts.
 /// Returns whether it trapped.
-fn step(canister: &mut Canister, context: u64, entry: Entry, message: Message, events: &mut VecDeque<Event>, totals: &mut (u64, u64)) -> Result<bool, HostError> {
+fn step(canister: &mut Canister, context: u64, entry: Entry, message: Message, events: &mut VecDeque<Event>, totals: &mut Totals) -> Result<bool, HostError> {
     canister.store.data_mut().current = Some(context);
     let (used, trap) = canister.execute(entry, message, true)?;
-    totals.0 += used;
-    totals.1 += slices(used);
+    totals.instructions += used;
+    totals.slices += slices(used);
+    totals.pages += canister.store.data().pages.used;
     let me = canister.store.data().canister_id;
     let state = canister.store.data_mut();
     for call in state.take_performed() {

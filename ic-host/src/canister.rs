@@ -8,11 +8,12 @@ use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, TypedFun
 
 use crate::cost::limits;
 use crate::ic0;
-use crate::instrument::{self, COUNTER_EXPORT, GLOBAL_EXPORT_PREFIX, TABLE_EXPORT};
+use crate::cost::pages::COPY;
+use crate::instrument::{self, COUNTER_EXPORT, GLOBAL_EXPORT_PREFIX, PAGE_WRITTEN, PAGES_EXPORT, TABLE_EXPORT};
 use crate::message::{Kind, Message};
 use crate::persist::{CanisterState, GlobalValue};
 use crate::state::State;
-use crate::types::{HostError, OutOfInstructions};
+use crate::types::{Accounting, HostError, OutOfInstructions};
 use crate::validate::{self, ModuleInfo};
 
 /// The wasmtime engine, configured as the replica configures it.
@@ -25,6 +26,9 @@ fn engine() -> &'static Engine {
         config.wasm_relaxed_simd(false);
         config.wasm_bulk_memory(true);
         config.wasm_multi_value(true);
+        // The page map of the 2026 accounting is a second memory (validation allows the
+        // canister one).
+        config.wasm_multi_memory(true);
         config.cranelift_nan_canonicalization(true);
         Engine::new(&config).expect("the IC's wasmtime configuration is valid")
     })
@@ -94,9 +98,9 @@ pub(crate) struct Code {
 }
 
 impl Code {
-    pub(crate) fn new(wasm: &[u8]) -> Result<Code, HostError> {
+    pub(crate) fn new(wasm: &[u8], accounting: Accounting) -> Result<Code, HostError> {
         let info = validate::validate(wasm)?;
-        let module = compile(&instrument::instrument(wasm)?)?;
+        let module = compile(&instrument::instrument(wasm, accounting)?)?;
         Ok(Code { module, info, wasm: Arc::from(wasm) })
     }
 }
@@ -110,7 +114,8 @@ impl Canister {
 
     /// Validates, instruments, compiles and instantiates `wasm` with `state`; runs no hook.
     pub(crate) fn load(wasm: &[u8], state: State) -> Result<Canister, HostError> {
-        Self::new(Code::new(wasm)?, state)
+        let accounting = state.pages.accounting;
+        Self::new(Code::new(wasm, accounting)?, state)
     }
 
     fn instantiate(module: Module, info: ModuleInfo, wasm: Arc<[u8]>, state: State, linker: Arc<Linker<State>>) -> Result<Canister, HostError> {
@@ -132,6 +137,7 @@ impl Canister {
         store.data_mut().memory = memory;
         store.data_mut().counter = Some(counter);
         store.data_mut().table = table;
+        store.data_mut().pages.map = instance.get_memory(&mut store, PAGES_EXPORT);
         Ok(Canister { store, instance, module, linker, info, wasm, memory, counter, globals })
     }
 
@@ -255,6 +261,7 @@ impl Canister {
         };
         self.counter.set(&mut self.store, Val::I64(limit as i64)).map_err(|e| HostError::Instantiate(e.to_string()))?;
         let snap = self.snapshot();
+        self.clear_page_map();
         {
             let state = self.store.data_mut();
             debug_assert!(!state.stable.in_message(), "executions do not nest");
@@ -275,8 +282,14 @@ impl Canister {
             Ok(()) => None,
             Err(e) => Some(self.store.data_mut().take_trap_message().unwrap_or_else(|| describe_trap(&e, limit))),
         };
+        // Copying the dirty pages after the message: in its instructions, not in the counters
+        // it could read. (A trapped message's changes are discarded, so there is nothing to
+        // copy; queries do not pay it, composite queries do.)
+        let copy = if trap.is_none() && self.store.data().pages.writes_paid { self.dirty_pages() * COPY } else { 0 };
         let state = self.store.data_mut();
+        state.pages.used.instructions += copy;
         state.end_message(used);
+        let used = used + copy;
         if trap.is_none() && persist {
             // Calls the message made stay in the state until the host takes them.
             state.stable.commit();
@@ -290,11 +303,26 @@ impl Canister {
         }
         Ok((used, trap))
     }
+    /// Forgets the heap pages the last message touched.
+    fn clear_page_map(&mut self) {
+        if let Some(map) = self.store.data().pages.map {
+            map.data_mut(&mut self.store).fill(0);
+        }
+    }
+
+    /// Pages of the heap and of stable memory the running message wrote.
+    fn dirty_pages(&mut self) -> u64 {
+        let stable = self.store.data().pages.stable.values().filter(|&&p| p & PAGE_WRITTEN != 0).count();
+        let heap = self.store.data().pages.map.map_or(0, |map| map.data(&self.store).iter().filter(|&&p| p & PAGE_WRITTEN != 0).count());
+        (heap + stable) as u64
+    }
+
     /// What an ic-cdk canister's `get_candid_pointer` export returns (a NUL-terminated string in
     /// the heap), run as a query that leaves nothing behind.
     pub(crate) fn candid_pointer(&mut self) -> Option<String> {
         let func = self.instance.get_typed_func::<(), i32>(&mut self.store, "get_candid_pointer").ok()?;
         let snap = self.snapshot();
+        self.clear_page_map();
         let caller = self.store.data().canister_id;
         self.store.data_mut().begin_message(Message::new(Kind::Query, Vec::new(), caller, "get_candid_pointer", limits::QUERY));
         self.counter.set(&mut self.store, Val::I64(limits::QUERY as i64)).ok()?;

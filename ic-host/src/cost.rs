@@ -118,9 +118,27 @@ pub mod system_api {
     /// Stable reads and writes: this plus one instruction per byte.
     pub const STABLE_ACCESS: u64 = 20;
     pub const STABLE_GROW: u64 = 500;
-    /// Each stable memory page (4 KiB) a message writes for the first time.
+    /// Each stable memory page (4 KiB) a message writes for the first time (2025 accounting).
     pub const DIRTY_PAGE: u64 = 1_000;
     pub const STABLE_PAGE_BYTES: u64 = 4096;
+}
+
+/// The memory charges of the deterministic memory tracker (IC since mid-2026: dfinity/ic PRs
+/// #10536 and #10789, flag removed by #11180; the base cost #10065). The tracker works on 64 KiB
+/// Wasm pages and charges their 16 OS pages (4 KiB) at once, 5 000 each.
+pub mod pages {
+    /// A 64 KiB page of the heap or of stable memory, on its first access (read or write) in a
+    /// message.
+    pub const FIRST_ACCESS: u64 = 16 * 5_000;
+    /// The same page, on its first write in a message (updates and the like only).
+    pub const FIRST_WRITE: u64 = 16 * 5_000;
+    /// Each page a message dirtied, after it (3 000 per OS page): counted in the message's
+    /// instructions, not in `performance_counter`.
+    pub const COPY: u64 = 16 * 3_000;
+    /// Creating the execution state on install and upgrade.
+    pub const EXECUTION_STATE: u64 = 20_000_000;
+    /// Bytes of a page.
+    pub const BYTES: u64 = 65_536;
 }
 
 /// The IC's per-message limits.

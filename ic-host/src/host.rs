@@ -10,13 +10,13 @@ use candid::Principal;
 
 use crate::calls::{self, slices};
 use crate::canister::{Canister, Code, Entry};
-use crate::cost::limits;
+use crate::cost::{limits, pages};
 use crate::message::{Kind, Message};
 use crate::state::{Origin, State};
 use crate::validate::ModuleInfo;
 
 pub use crate::persist::{CanisterState, GlobalValue};
-pub use crate::types::{HostConfig, HostError, MAX_WASM_MEMORY, Outcome, RejectCode, Response, default_controller};
+pub use crate::types::{Accounting, HostConfig, HostError, MAX_WASM_MEMORY, Outcome, PageUse, RejectCode, Response, default_controller};
 
 /// What `canister_inspect_message` decided about an ingress message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,13 +47,28 @@ impl Host {
         state.canister_version += 1;
         let mut host = Host { canister: Canister::load(wasm, state)? };
         let caller = host.install_caller();
-        let outcome = host.run_install_hooks(&["canister_init"], arg, caller, limits::INSTALL)?;
+        let base = host.execution_state_cost();
+        let mut outcome = host.run_install_hooks(&["canister_init"], arg, caller, limits::INSTALL - base)?;
+        outcome.instructions += base;
         Ok((host, outcome))
     }
 
     /// Instantiates `wasm` without running `canister_init`: for reading its interface.
     pub fn load_without_init(wasm: &[u8]) -> Result<Host, HostError> {
         Ok(Host { canister: Canister::load(wasm, State::new(&HostConfig::default()))? })
+    }
+
+    /// How this canister's memory pages are charged.
+    pub fn accounting(&self) -> Accounting {
+        self.canister.store.data().pages.accounting
+    }
+
+    /// The base cost of creating the execution state, which install and upgrade pay (2026).
+    fn execution_state_cost(&self) -> u64 {
+        match self.accounting() {
+            Accounting::Ic2026 => pages::EXECUTION_STATE,
+            Accounting::Ic2025 => 0,
+        }
     }
 
     /// Who installs and upgrades: the first controller.
@@ -123,7 +138,7 @@ impl Host {
 
     /// Runs `names` in order as one install-like message with a shared budget; any trap undoes all.
     fn run_install_hooks(&mut self, names: &[&str], arg: &[u8], caller: Principal, limit: u64) -> Result<Outcome, HostError> {
-        let mut used = 0u64;
+        let (mut used, mut page_charges) = (0u64, PageUse::default());
         let log_start = self.canister.store.data().log.len();
         let mut total_slices = 0;
         let hooks: Vec<&str> = names.iter().copied().filter(|n| self.canister.has_export(n)).collect();
@@ -136,20 +151,22 @@ impl Host {
             let message = Message::new(kind, arg.to_vec(), caller, name, limit.saturating_sub(used));
             let (instructions, trap) = self.canister.execute(Entry::Export(name.to_string()), message, true)?;
             used += instructions;
+            page_charges += self.canister.store.data().pages.used;
             total_slices += slices(instructions);
             if let Some(message) = trap {
                 return Err(HostError::Trapped { method: name.trim_start_matches("canister_").to_string(), message });
             }
         }
         let log = self.canister.store.data().log[log_start..].to_vec();
-        Ok(Outcome { response: Response::Reply(Vec::new()), instructions: used, slices: total_slices, log })
+        Ok(Outcome { response: Response::Reply(Vec::new()), instructions: used, slices: total_slices, pages: page_charges, log })
     }
 
     /// Replaces the code, keeping stable memory: `canister_pre_upgrade` on the old code, a fresh
     /// heap, `canister_post_upgrade(arg)` on the new code. If anything fails the old code and
     /// state stay, as they were before `canister_pre_upgrade` (the IC reverts its changes too).
     pub fn upgrade(&mut self, wasm: &[u8], arg: &[u8]) -> Result<Outcome, HostError> {
-        let code = Code::new(wasm)?;
+        let code = Code::new(wasm, self.accounting())?;
+        let base = self.execution_state_cost();
         let caller = self.install_caller();
         let before = self.canister.state();
         let pre = self.run_install_hooks(&["canister_pre_upgrade"], &[], caller, limits::INSTALL)?;
@@ -159,7 +176,7 @@ impl Host {
         state.canister_version += 1; // before post_upgrade runs, as on the IC
         let post = Canister::new(code, state).and_then(|new| {
             let old = std::mem::replace(&mut self.canister, new);
-            let post = self.run_install_hooks(&["canister_post_upgrade"], arg, caller, limits::INSTALL - pre.instructions);
+            let post = self.run_install_hooks(&["canister_post_upgrade"], arg, caller, limits::INSTALL - base - pre.instructions);
             if post.is_err() {
                 self.canister = old;
             }
@@ -168,8 +185,9 @@ impl Host {
         match post {
             Ok(post) => Ok(Outcome {
                 response: Response::Reply(Vec::new()),
-                instructions: pre.instructions + post.instructions,
+                instructions: base + pre.instructions + post.instructions,
                 slices: pre.slices + post.slices,
+                pages: pre.pages + post.pages,
                 log: [pre.log, post.log].concat(),
             }),
             Err(e) => {
@@ -197,6 +215,7 @@ impl Host {
             response: Response::Reject { code: RejectCode::CanisterReject, message: format!("inspect_message refused {method}: {reason}") },
             instructions: used,
             slices: slices(used),
+            pages: self.canister.store.data().pages.used,
             log: self.canister.store.data().log[log_start..].to_vec(),
         })
     }
@@ -259,6 +278,7 @@ impl Host {
         let context = state.open_context(Origin::Ingress);
         let mut message = Message::new(kind, arg.to_vec(), caller, method, limits::QUERY);
         message.certificate = certificate;
+        message.pays_writes = export.starts_with("canister_composite_query");
         let (used, trap) = self.canister.execute(Entry::Export(export), message, false)?;
         let state = self.canister.store.data_mut();
         state.current = None;
@@ -267,7 +287,7 @@ impl Host {
             Some(message) => Response::Reject { code: RejectCode::CanisterError, message },
             None => answered.unwrap_or(Response::Reject { code: RejectCode::CanisterError, message: format!("Canister did not reply to the call {method}") }),
         };
-        Ok(Outcome { response, instructions: used, slices: slices(used), log: state.log[log_start..].to_vec() })
+        Ok(Outcome { response, instructions: used, slices: slices(used), pages: state.pages.used, log: state.log[log_start..].to_vec() })
     }
 
     /// Moves time forward; if the global timer is due, runs `canister_global_timer` (and the

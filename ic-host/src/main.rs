@@ -1,6 +1,6 @@
 //! `ic-host`: install a canister on the embedded IC host and run a sequence of steps.
 //!
-//!     ic-host CANISTER.wasm [--init '(ARGS)'] [--script FILE] [--json] [STEP ...]
+//!     ic-host CANISTER.wasm [--init '(ARGS)'] [--script FILE] [--json] [--accounting ic-2025] [STEP ...]
 //!
 //! Steps (one per argument, or one per line of the script; `#` starts a comment):
 //!     [as anonymous|controller|PRINCIPAL] update METHOD [(ARGS)]
@@ -9,9 +9,11 @@
 //!     advance SECONDS          (moves time; a due global timer runs)
 //!
 //! Arguments and replies are Candid text, typed by the canister's `candid:service` metadata
-//! when it carries one. Each step prints its reply, instructions and 2 B slices.
+//! when it carries one. Each step prints its reply, instructions (and how many of them were
+//! charged for memory pages) and 2 B slices. `--accounting ic-2025` charges memory as the IC
+//! did before mid-2026 (see `ic_host::types::Accounting`).
 //!
-//!     ic-host serve [--port P] [--state-dir DIR] [--controller PRINCIPAL]
+//!     ic-host serve [--port P] [--state-dir DIR] [--controller PRINCIPAL] [--accounting ic-2025]
 //!
 //! runs a local replica instead: the IC's HTTP interface on 127.0.0.1 for icp-cli, dfx,
 //! agent-js and ic-agent (see `ic_host::http`).
@@ -23,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use candid::types::{Type, TypeInner};
 use candid::{IDLArgs, Principal, TypeEnv};
 use clap::Parser;
-use ic_host::host::{Host, HostConfig, Outcome, Response, default_controller};
+use ic_host::host::{Accounting, Host, HostConfig, Outcome, Response, default_controller};
 
 #[derive(Parser)]
 #[command(name = "ic-host", version, about = "Run a canister on an embedded Internet Computer host (no replica needed)")]
@@ -42,6 +44,9 @@ struct Cli {
     /// Print the canister's Candid interface (metadata or `get_candid_pointer`) and exit.
     #[arg(long)]
     candid: bool,
+    /// How memory pages are charged: ic-2026 (the IC since mid-2026) or ic-2025 (before).
+    #[arg(long, default_value = "ic-2026")]
+    accounting: Accounting,
     /// Steps to run (see the module documentation).
     steps: Vec<String>,
 }
@@ -104,6 +109,9 @@ fn report(step: &str, kind: &str, out: &Outcome, reply: Option<String>, json: bo
             "reject": reject,
             "instructions": out.instructions,
             "slices": out.slices,
+            "page_instructions": out.pages.instructions,
+            "pages_accessed": out.pages.accessed,
+            "pages_written": out.pages.written,
             "log": out.log,
         });
         println!("{line}");
@@ -116,10 +124,11 @@ fn report(step: &str, kind: &str, out: &Outcome, reply: Option<String>, json: bo
         Response::Reply(_) => println!("{step}\n  → {}", reply.unwrap_or_else(|| "()".into())),
         Response::Reject { code, message } => println!("{step}\n  → rejected ({code:?}): {message}"),
     }
-    println!("  {} instructions, {} slice(s)", out.instructions, out.slices);
+    println!("  {} instructions ({} for memory pages), {} slice(s)", out.instructions, out.pages.instructions, out.slices);
 }
 
 fn run(cli: Cli) -> Result<()> {
+    Accounting::set_default(cli.accounting);
     let wasm = std::fs::read(&cli.wasm).with_context(|| format!("cannot read {}", cli.wasm.display()))?;
     let mut steps = Vec::new();
     if let Some(script) = &cli.script {
@@ -223,9 +232,14 @@ struct ServeCli {
     /// A principal made controller of every canister created here, besides its creator.
     #[arg(long)]
     controller: Option<String>,
+    /// How memory pages are charged: ic-2026 (the IC since mid-2026) or ic-2025 (before).
+    #[arg(long, default_value = "ic-2026")]
+    accounting: Accounting,
 }
 
 fn serve(cli: ServeCli) -> Result<()> {
+    // Every canister the replica installs or loads takes the process default.
+    Accounting::set_default(cli.accounting);
     let controller = cli.controller.as_deref().map(|t| Principal::from_text(t).with_context(|| format!("--controller {t:?} is not a principal"))).transpose()?;
     if let Some(dir) = &cli.state_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;

@@ -165,11 +165,15 @@ pub struct Message {
     pub accepted: bool,
     /// The certificate of the certified data, which only non-replicated queries may be given.
     pub certificate: Option<Vec<u8>>,
+    /// Whether it pays for the pages it writes (2026 accounting): all but queries and
+    /// `inspect_message`, whose changes are discarded; composite queries pay.
+    pub pays_writes: bool,
 }
 
 impl Message {
     pub fn new(kind: Kind, arg: Vec<u8>, caller: Principal, method: &str, limit: u64) -> Message {
-        Message { kind, arg, caller, method: method.to_string(), limit, reject: None, reply_buffer: Vec::new(), accepted: false, certificate: None }
+        let pays_writes = !matches!(kind, Kind::Query | Kind::InspectMessage);
+        Message { kind, arg, caller, method: method.to_string(), limit, reject: None, reply_buffer: Vec::new(), accepted: false, certificate: None, pays_writes }
     }
 }
 

@@ -10,8 +10,9 @@ use wasmtime::{Global, Memory, ResourceLimiter, Table};
 use crate::management::Rng;
 use crate::message::Message;
 use crate::persist::CanisterState;
+use crate::instrument::{PAGE_ACCESSED, PAGE_WRITTEN};
 use crate::stable::StableMemory;
-use crate::types::{HostConfig, Response};
+use crate::types::{Accounting, HostConfig, PageUse, Response};
 
 /// Who is waiting for a call context's answer.
 #[derive(Debug, Clone)]
@@ -78,6 +79,53 @@ impl Default for Limits {
     }
 }
 
+/// The memory pages the running message touched, and what they cost it (see
+/// [`Accounting::Ic2026`]; under [`Accounting::Ic2025`] only `used.instructions` is).
+pub struct Pages {
+    pub accounting: Accounting,
+    /// The instance's page map (one byte per 64 KiB heap page, see [`crate::instrument`]),
+    /// when heap pages are tracked.
+    pub map: Option<Memory>,
+    /// Stable memory pages (64 KiB) the message touched: [`PAGE_ACCESSED`] | [`PAGE_WRITTEN`].
+    pub stable: HashMap<u64, u8>,
+    /// Whether the running message pays for first writes and copying (not queries and
+    /// `inspect_message`, whose changes are discarded).
+    pub writes_paid: bool,
+    /// What the running (or last) message touched and paid for pages.
+    pub used: PageUse,
+}
+
+impl Pages {
+    fn new(accounting: Accounting) -> Pages {
+        Pages { accounting, map: None, stable: HashMap::new(), writes_paid: true, used: PageUse::default() }
+    }
+
+    pub fn tracked(&self) -> bool {
+        self.accounting == Accounting::Ic2026
+    }
+}
+
+/// Marks one page (its byte in a page map) as accessed, and written if `write`; counts it in
+/// `used` and returns what it costs the message.
+pub fn touch_page(page: &mut u8, write: bool, writes_paid: bool, used: &mut PageUse) -> u64 {
+    use crate::cost::pages::{FIRST_ACCESS, FIRST_WRITE};
+    let mut cost = 0;
+    if *page & PAGE_ACCESSED == 0 {
+        *page |= PAGE_ACCESSED;
+        used.accessed += 1;
+        cost += FIRST_ACCESS;
+    }
+    if write && *page & PAGE_WRITTEN == 0 {
+        *page |= PAGE_WRITTEN;
+        used.written += 1;
+        if writes_paid {
+            cost += FIRST_WRITE;
+        }
+    }
+    used.instructions += cost;
+    cost
+}
+
 /// Everything the System API reads and writes.
 pub struct State {
     pub memory: Option<Memory>,
@@ -106,8 +154,9 @@ pub struct State {
     /// The IC's wording of the running message's trap, when the System API trapped.
     pub(crate) trap_message: Option<String>,
     pub last_accepted: bool,
-    /// 4 KiB stable pages written by the running message.
+    /// 4 KiB stable pages written by the running message (2025 accounting).
     pub(crate) dirty: HashSet<u64>,
+    pub pages: Pages,
     pub random: Rng,
 }
 
@@ -136,6 +185,7 @@ impl Default for State {
             trap_message: None,
             last_accepted: false,
             dirty: Default::default(),
+            pages: Pages::new(Accounting::default()),
             random: Rng::default(),
         }
     }
@@ -150,6 +200,7 @@ impl State {
             canister_id: config.canister_id,
             controllers: config.controllers.clone(),
             random: Rng::new(config.random_seed),
+            pages: Pages::new(config.accounting),
             ..State::default()
         }
     }
@@ -167,6 +218,7 @@ impl State {
             canister_version: self.canister_version,
             log: self.log.clone(),
             random: self.random.clone(),
+            pages: Pages::new(self.pages.accounting),
             ..State::default()
         }
     }
@@ -190,6 +242,9 @@ impl State {
         self.building = None;
         self.performed.clear();
         self.dirty.clear();
+        self.pages.stable.clear();
+        self.pages.used = PageUse::default();
+        self.pages.writes_paid = message.pays_writes;
         self.last_accepted = false;
         self.message = Some(message);
     }

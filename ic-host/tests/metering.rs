@@ -3,15 +3,17 @@
 //! pays the sum of its operators when it starts; bulk memory operations also pay their size;
 //! System API calls pay their overhead (msg_reply 500, performance_counter 200, stable access
 //! 20 + 1 per byte, stable64_grow 500, a newly written 4 KiB stable page 1000, reply data 500 + 1
-//! per byte).
+//! per byte). These are the 2025 rules (`Accounting::Ic2025`); `pages.rs` tests the page charges
+//! of 2026.
 
-use ic_host::host::{Host, HostConfig, Response, default_controller};
+use ic_host::host::{Accounting, Host, HostConfig, Response, default_controller};
 use ic_host::validate::ValidationError;
 
 /// Installs the module and returns (instructions of `run`, its reply).
 fn run(wat: &str) -> (u64, Vec<u8>) {
     let wasm = wat::parse_str(wat).expect("valid WAT");
-    let (mut host, _) = Host::install(&wasm, &[], HostConfig::default()).expect("install");
+    let config = HostConfig { accounting: Accounting::Ic2025, ..HostConfig::default() };
+    let (mut host, _) = Host::install(&wasm, &[], config).expect("install");
     let out = host.update("run", &[], default_controller()).expect("run");
     match out.response {
         Response::Reply(bytes) => (out.instructions, bytes),

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use candid::{CandidType, Decode, Encode};
-use ic_host::host::{Host, Response, default_controller};
+use ic_host::host::{Host, Outcome, Response, default_controller};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -17,6 +17,23 @@ pub const CHUNK: usize = 1_900_000;
 pub struct Call {
     pub method: String,
     pub instructions: u64,
+    /// Of those, the charges for memory pages, and the 64 KiB pages the call accessed and
+    /// wrote (see `ic_host::types::PageUse`).
+    pub page_instructions: u64,
+    pub pages_accessed: u64,
+    pub pages_written: u64,
+}
+
+impl Call {
+    pub fn new(method: &str, out: &Outcome) -> Call {
+        Call {
+            method: method.to_string(),
+            instructions: out.instructions,
+            page_instructions: out.pages.instructions,
+            pages_accessed: out.pages.accessed,
+            pages_written: out.pages.written,
+        }
+    }
 }
 
 pub struct Local {
@@ -28,7 +45,7 @@ impl Local {
     pub fn call<T: DeserializeOwned + CandidType>(&mut self, method: &str, arg: Vec<u8>, update: bool) -> Result<T> {
         let me = default_controller();
         let out = if update { self.host.update(method, &arg, me)? } else { self.host.query(method, &arg, me)? };
-        self.calls.push(Call { method: method.to_string(), instructions: out.instructions });
+        self.calls.push(Call::new(method, &out));
         match out.response {
             Response::Reply(bytes) => Ok(Decode!(&bytes, T)?),
             Response::Reject { message, .. } => bail!("{method} failed: {message}"),

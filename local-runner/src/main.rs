@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<()> {
     let tokenizer = std::fs::read(&cli.tokenizer).with_context(|| format!("cannot read {}", cli.tokenizer.display()))?;
     let tokenizer = tokenizer_json(&cli.tokenizer, tokenizer)?;
     let (host, install) = Host::install(&wasm, &Encode!(&None::<Settings>)?, HostConfig::default())?;
-    let mut local = Local { host, calls: vec![Call { method: "install".into(), instructions: install.instructions }] };
+    let mut local = Local { host, calls: vec![Call::new("install", &install)] };
     local.upload(BlobKind::Model, &model)?;
     local.upload(BlobKind::Tokenizer, &tokenizer)?;
 

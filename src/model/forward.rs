@@ -77,6 +77,15 @@ impl KvCache {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+    /// Makes room for `positions` positions in all (at most the context length) at once, so
+    /// that appending never moves the keys and values: a grown `Vec` copies what it held, and
+    /// on the IC (since 2026) every 64 KiB page a message reads or writes costs instructions.
+    pub fn reserve(&mut self, positions: usize) {
+        let total = positions.min(self.capacity) * self.width;
+        for layer in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            layer.reserve_exact(total.saturating_sub(layer.len()));
+        }
+    }
     /// Forgets every position (a new conversation).
     pub fn clear(&mut self) {
         self.len = 0;

@@ -4,12 +4,16 @@
 //! (arguments, caller, replies, rejects, inspect_message), `canister` (self, cycles, status,
 //! version, controllers), `time` (time, timer, performance counters), `stable`, `call`
 //! (inter-canister calls) and `debug` (debug print, trap, certified data and certificates).
+//! Beside them, the page charges of the 2026 accounting ([`touch_heap`], [`touch_stable`]): the
+//! instrumented module calls `__ic_host.touch` for loads and stores, the System API for the
+//! bytes it copies.
 
 use wasmtime::{AsContextMut, Caller, Engine, Linker, Memory, Val};
 
-use crate::instrument::{IMPORT_MODULE, OUT_OF_INSTRUCTIONS};
+use crate::cost::pages::BYTES as PAGE;
+use crate::instrument::{IMPORT_MODULE, OUT_OF_INSTRUCTIONS, TOUCH};
 use crate::message::{self, Kind, Kinds, Message};
-use crate::state::State;
+use crate::state::{State, touch_page};
 use crate::types::OutOfInstructions;
 
 /// Registers `ic0.$name`: the body runs once the message kind passed the function's row of
@@ -41,6 +45,10 @@ type HostResult<T> = wasmtime::Result<T>;
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut l = Linker::new(engine);
     l.func_wrap(IMPORT_MODULE, OUT_OF_INSTRUCTIONS, || -> HostResult<()> { Err(wasmtime::Error::new(OutOfInstructions)) })?;
+    l.func_wrap(IMPORT_MODULE, TOUCH, |mut c: Ctx<'_>, address: i32, offset: i32, size: i32, write: i32| -> HostResult<()> {
+        let start = u64::from(address as u32) + u64::from(offset as u32);
+        touch_heap(&mut c, start, u64::from(size as u32), write != 0)
+    })?;
     msg::register(&mut l)?;
     canister::register(&mut l)?;
     time::register(&mut l)?;
@@ -98,6 +106,39 @@ fn charge(c: &mut Ctx<'_>, amount: u64) -> HostResult<()> {
     Ok(())
 }
 
+/// Charges the heap pages of `[start, start + len)` that the running message touches for the
+/// first time (or writes for the first time) and marks them in the page map. Nothing when heap
+/// pages are not tracked, outside a message (the start function), for no byte, or for a range
+/// out of bounds (the access traps).
+fn touch_heap(c: &mut Ctx<'_>, start: u64, len: u64, write: bool) -> HostResult<()> {
+    let (Some(map), Some(heap)) = (c.data().pages.map, c.data().memory) else { return Ok(()) };
+    if len == 0 || c.data().message.is_none() {
+        return Ok(());
+    }
+    let Some(end) = start.checked_add(len).filter(|&end| end <= heap.data_size(&*c) as u64) else { return Ok(()) };
+    let (bytes, state) = map.data_and_store_mut(&mut *c);
+    let (paid, used) = (state.pages.writes_paid, &mut state.pages.used);
+    let cost: u64 = (start / PAGE..=(end - 1) / PAGE).map(|p| touch_page(&mut bytes[p as usize], write, paid, used)).sum();
+    if cost == 0 {
+        return Ok(());
+    }
+    charge(c, cost)
+}
+
+/// The same for stable memory pages (the caller checked the bounds).
+fn touch_stable(c: &mut Ctx<'_>, start: u64, len: u64, write: bool) -> HostResult<()> {
+    if len == 0 || !c.data().pages.tracked() {
+        return Ok(());
+    }
+    let pages = &mut c.data_mut().pages;
+    let (paid, stable, used) = (pages.writes_paid, &mut pages.stable, &mut pages.used);
+    let cost: u64 = (start / PAGE..=(start + len - 1) / PAGE).map(|p| touch_page(stable.entry(p).or_default(), write, paid, used)).sum();
+    if cost == 0 {
+        return Ok(());
+    }
+    charge(c, cost)
+}
+
 /// Instructions the running message has used so far.
 fn used(c: &mut Ctx<'_>) -> u64 {
     let limit = c.data().message.as_ref().map_or(0, |m| m.limit);
@@ -118,19 +159,21 @@ fn memory(c: &mut Ctx<'_>) -> HostResult<Memory> {
 /// `size` bytes of the heap at `src`, or a trap if they are out of bounds.
 fn read_heap(c: &mut Ctx<'_>, src: u64, size: u64, what: &str) -> HostResult<Vec<u8>> {
     let mem = memory(c)?;
-    let data = mem.data(&*c);
-    match src.checked_add(size).filter(|&end| end <= data.len() as u64) {
-        Some(end) => Ok(data[src as usize..end as usize].to_vec()),
+    match src.checked_add(size).filter(|&end| end <= mem.data_size(&*c) as u64) {
+        Some(end) => {
+            touch_heap(c, src, size, false)?;
+            Ok(mem.data(&*c)[src as usize..end as usize].to_vec())
+        }
         None => trap(c, format!("{what}: heap range {src}+{size} is out of bounds")),
     }
 }
 
 fn write_heap(c: &mut Ctx<'_>, dst: u64, bytes: &[u8], what: &str) -> HostResult<()> {
     let mem = memory(c)?;
-    let data = mem.data_mut(&mut *c);
-    match dst.checked_add(bytes.len() as u64).filter(|&end| end <= data.len() as u64) {
+    match dst.checked_add(bytes.len() as u64).filter(|&end| end <= mem.data_size(&*c) as u64) {
         Some(end) => {
-            data[dst as usize..end as usize].copy_from_slice(bytes);
+            touch_heap(c, dst, bytes.len() as u64, true)?;
+            mem.data_mut(&mut *c)[dst as usize..end as usize].copy_from_slice(bytes);
             Ok(())
         }
         None => trap(c, format!("{what}: heap range {dst}+{} is out of bounds", bytes.len())),

@@ -1,9 +1,10 @@
-//! Stable memory (the 64-bit API), with the IC's charge for each 4 KiB page a message writes
-//! for the first time.
+//! Stable memory (the 64-bit API): 20 + 1 per byte, and the pages of both memories it touches
+//! (2026 accounting), or 1 000 for each 4 KiB stable page a message writes for the first time
+//! (2025 accounting).
 
 use wasmtime::Linker;
 
-use super::{charge, memory, read_heap, trap};
+use super::{charge, memory, read_heap, touch_heap, touch_stable, trap};
 use crate::cost::system_api::{DIRTY_PAGE, STABLE_ACCESS, STABLE_GROW, STABLE_PAGE_BYTES};
 use crate::state::State;
 
@@ -26,6 +27,8 @@ pub(super) fn register(l: &mut Linker<State>) -> wasmtime::Result<()> {
         if dst.checked_add(size).is_none_or(|end| end > mem.data_size(&c) as u64) {
             return trap(&mut c, format!("{NAME}: heap range {dst}+{size} is out of bounds"));
         }
+        touch_stable(&mut c, offset, size, false)?;
+        touch_heap(&mut c, dst, size, true)?;
         let (heap, state) = mem.data_and_store_mut(&mut c);
         state.stable.read(offset, &mut heap[dst as usize..(dst + size) as usize]);
         Ok(())
@@ -37,10 +40,15 @@ pub(super) fn register(l: &mut Linker<State>) -> wasmtime::Result<()> {
             return trap(&mut c, format!("stable memory out of bounds: write of {size} bytes at {offset}"));
         }
         let bytes = read_heap(&mut c, src, size, NAME)?;
-        // Pages this message writes for the first time cost extra, as on the IC.
-        let (first, last) = (offset / STABLE_PAGE_BYTES, (offset + size.max(1) - 1) / STABLE_PAGE_BYTES);
-        let fresh = (first..=last).filter(|p| size > 0 && c.data_mut().dirty.insert(*p)).count() as u64;
-        charge(&mut c, fresh * DIRTY_PAGE)?;
+        if c.data().pages.tracked() {
+            touch_stable(&mut c, offset, size, true)?;
+        } else {
+            // 2025: pages this message writes for the first time cost extra.
+            let (first, last) = (offset / STABLE_PAGE_BYTES, (offset + size.max(1) - 1) / STABLE_PAGE_BYTES);
+            let fresh = (first..=last).filter(|p| size > 0 && c.data_mut().dirty.insert(*p)).count() as u64;
+            c.data_mut().pages.used.instructions += fresh * DIRTY_PAGE;
+            charge(&mut c, fresh * DIRTY_PAGE)?;
+        }
         c.data_mut().stable.write(offset, &bytes);
         Ok(())
     });

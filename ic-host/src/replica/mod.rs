@@ -666,5 +666,6 @@ pub fn host_config(record: &CanisterRecord, time: u64) -> HostConfig {
         start_time_ns: time,
         cycles: record.cycles,
         random_seed: time,
+        accounting: crate::types::Accounting::default(),
     }
 }
