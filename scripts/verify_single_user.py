@@ -264,7 +264,7 @@ def main():
 
     seed = "null" if args.seed is None else f"opt ({args.seed} : nat64)"
     request = (f"(record {{ prompt = {json.dumps(args.prompt)}; max_tokens = {args.tokens} : nat32; "
-               f"temperature = opt ({args.temperature} : float32); top_k = null; top_p = null; seed = {seed} }})")
+               f"temperature = opt ({args.temperature} : float32); top_k = null; top_p = null; seed = {seed} }}, null)")
     started = time.monotonic()
     chunk = client.call("session_start", request)
     session = chunk["session"]
@@ -279,7 +279,9 @@ def main():
         if chunk["stop"]:
             stop = next(iter(chunk["stop"][0]))
             break
-        chunk = client.call("session_continue", f"({session} : nat64)")
+        # The second argument (per-call options) is optional for the canister, but icp-cli checks
+        # the argument count against the interface; null keeps the controller's budget.
+        chunk = client.call("session_continue", f"({session} : nat64, null)")
     seconds = time.monotonic() - started
     view = client.call("session_get", f"({session} : nat64)", query=True)
     client.call("session_cancel", f"({session} : nat64)")
