@@ -60,7 +60,7 @@ pub struct Generator {
     max_tokens: usize,
     stop_token: Option<u32>,
     stopped: Option<StopReason>,
-    /// A forward pass paused between layers (see [`Generator::advance`]).
+    /// A forward pass paused between two positions or layers (see [`Generator::advance`]).
     in_flight: Option<Activations>,
 }
 
@@ -125,9 +125,12 @@ impl Generator {
         }
     }
 
-    /// Like [`Generator::step`], but asks `may_continue` before each layer and pauses (keeping
-    /// the half-done pass) when it says no: how a caller with an instruction budget spreads a
-    /// long prompt over several calls.
+    /// Like [`Generator::step`], but asks `may_continue` before each step of the forward pass —
+    /// one position of one layer ([`Model::run_position`]) — and pauses (keeping the half-done
+    /// pass) when it says no: how a caller with an instruction budget spreads a long prompt over
+    /// several calls. No uninterrupted stretch runs more than one position of one layer, so a
+    /// prompt of any length on any model pauses in time; resuming gives the same bits as an
+    /// uninterrupted run.
     pub fn advance(&mut self, model: &Model, mut may_continue: impl FnMut() -> bool) -> Result<Progress, GenerateError> {
         if self.stopped.is_some() {
             return Ok(Progress::Done);
@@ -151,7 +154,7 @@ impl Generator {
                 self.in_flight = Some(act);
                 return Ok(Progress::Paused);
             }
-            model.run_layer(&mut self.cache, &mut act)?;
+            model.run_position(&mut self.cache, &mut act)?;
         }
         let logits = model.finish(&mut self.cache, &act)?;
         let token = self.sampler.sample(&logits)?;

@@ -1,7 +1,7 @@
 //! Generation rules (context limit, bad inputs), streaming text decoding, and the head mixer on
 //! more than one group of heads.
 
-use walsh_engine::generate::{GenerateError, GenerateOptions, Generator, StopReason};
+use walsh_engine::generate::{GenerateError, GenerateOptions, Generator, Progress, StopReason};
 use walsh_engine::model::{HeadMixer, InferenceError, Model, kernels};
 use walsh_engine::octonion::SIGN;
 use walsh_engine::sampling::SamplingParams;
@@ -151,23 +151,112 @@ fn head_mixer_mixes_every_group_of_eight() {
     }
 }
 
-#[test]
-fn pausing_between_layers_gives_the_same_tokens() {
-    let Some(model) = char_tiny() else { return };
-    let prompt = [30, 27, 25, 17, 27, 10];
-    let mut reference = Generator::new(&model, &prompt, &greedy(12)).unwrap();
-    while reference.step(&model).unwrap().is_some() {}
-    // Allow one layer per call: every pass pauses once (2 layers).
-    let mut paused = Generator::new(&model, &prompt, &greedy(12)).unwrap();
-    let (mut pauses, mut tokens) = (0, Vec::new());
+/// Runs `generator` to the end, pausing whenever `may_continue` says no; returns the tokens, the
+/// bits of the logits each was chosen from, and the number of pauses.
+fn run_paused(model: &Model, mut generator: Generator, mut may_continue: impl FnMut() -> bool) -> (Vec<u32>, Vec<Vec<u32>>, usize) {
+    let (mut tokens, mut logits, mut pauses) = (Vec::new(), Vec::new(), 0);
     loop {
-        let mut allowance = 1;
-        match paused.advance(&model, || { let ok = allowance > 0; allowance -= 1; ok }).unwrap() {
-            walsh_engine::generate::Progress::Token(step) => tokens.push(step.token),
-            walsh_engine::generate::Progress::Paused => pauses += 1,
-            walsh_engine::generate::Progress::Done => break,
+        match generator.advance(model, &mut may_continue).unwrap() {
+            Progress::Token(step) => {
+                tokens.push(step.token);
+                logits.push(generator.last_logits().iter().map(|v| v.to_bits()).collect());
+            }
+            Progress::Paused => pauses += 1,
+            Progress::Done => break,
         }
     }
-    assert_eq!(tokens, reference.generated());
-    assert_eq!(pauses, 12);
+    (tokens, logits, pauses)
+}
+
+#[test]
+fn pausing_after_every_step_gives_the_same_tokens() {
+    let Some(model) = char_tiny() else { return };
+    let prompt = [30, 27, 25, 17, 27, 10];
+    let (expected, expected_logits, no_pauses) = run_paused(&model, Generator::new(&model, &prompt, &greedy(12)).unwrap(), || true);
+    assert_eq!(no_pauses, 0);
+    // Allow one step per call: the prompt's pass is 6 positions × 2 layers = 12 steps (11 pauses),
+    // each of the 11 later passes 1 position × 2 layers (1 pause each).
+    let mut paused = Generator::new(&model, &prompt, &greedy(12)).unwrap();
+    let (mut tokens, mut logits, mut pauses) = (Vec::new(), Vec::new(), 0);
+    loop {
+        let mut allowance = 1;
+        match paused.advance(&model, || std::mem::replace(&mut allowance, 0) > 0).unwrap() {
+            Progress::Token(step) => {
+                tokens.push(step.token);
+                logits.push(paused.last_logits().iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            }
+            Progress::Paused => pauses += 1,
+            Progress::Done => break,
+        }
+    }
+    assert_eq!((tokens, logits == expected_logits), (expected, true));
+    assert_eq!(pauses, 11 + 11);
+}
+
+#[test]
+fn pausing_at_any_point_gives_bit_identical_logits() {
+    let Some(model) = char_tiny() else { return };
+    // A prompt filling most of the context, so that pauses fall inside long layers.
+    let prompt: Vec<u32> = (0..50).map(|i| (i * 7 + 3) % 65).collect();
+    let options = GenerateOptions { max_tokens: 10, sampling: SamplingParams { temperature: 0.9, ..SamplingParams::default() }, seed: 4, stop_token: None };
+    let (expected, expected_logits, _) = run_paused(&model, Generator::new(&model, &prompt, &options).unwrap(), || true);
+    assert_eq!(expected.len(), 10);
+    for every in [2, 3, 4, 5, 7, 11, 13, 50, 99, 100, 101] {
+        // may_continue says no on every `every`-th question.
+        let mut asked = 0;
+        let (tokens, logits, pauses) = run_paused(&model, Generator::new(&model, &prompt, &options).unwrap(), || {
+            asked += 1;
+            asked % every != 0
+        });
+        assert!(pauses > 0, "every {every}: no pause");
+        assert_eq!(tokens, expected, "every {every}");
+        assert!(logits == expected_logits, "every {every}: logits differ");
+    }
+}
+
+#[test]
+fn one_uninterrupted_stretch_runs_one_position_of_one_layer() {
+    let Some(model) = char_tiny() else { return };
+    let n_layer = model.config.n_layer;
+    let prompt: Vec<u32> = (0..40).map(|i| (i * 5 + 1) % 65).collect();
+    // A budget closure that allows one step per call: the prompt's pass then takes exactly one
+    // call per (layer, position), so no call ran more than one position of one layer.
+    let mut generator = Generator::new(&model, &prompt, &greedy(1)).unwrap();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        let mut budget = 1;
+        match generator.advance(&model, || std::mem::replace(&mut budget, 0) > 0).unwrap() {
+            Progress::Paused => assert!(generator.is_paused()),
+            Progress::Token(_) => break,
+            Progress::Done => panic!("stopped before the first token"),
+        }
+    }
+    assert_eq!(calls, n_layer * prompt.len());
+
+    // The steps themselves: each moves exactly one position on, layer by layer.
+    let mut cache = model.new_cache();
+    let mut act = model.begin(&mut cache, &prompt).unwrap();
+    for layer in 0..n_layer {
+        for position in 0..prompt.len() {
+            assert_eq!((act.next_layer(), act.next_position()), (layer, position));
+            model.run_position(&mut cache, &mut act).unwrap();
+        }
+    }
+    assert_eq!((act.next_layer(), act.next_position()), (n_layer, 0));
+    let stepped = model.finish(&mut cache, &act).unwrap().to_vec();
+    let whole = model.forward(&mut model.new_cache(), &prompt).unwrap();
+    assert!(stepped.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn activations_of_an_abandoned_pass_are_stale() {
+    let Some(model) = char_tiny() else { return };
+    let mut cache = model.new_cache();
+    let mut old = model.begin(&mut cache, &[1, 2, 3]).unwrap();
+    model.run_position(&mut cache, &mut old).unwrap();
+    // A new pass truncates the keys the old one appended to layer 0.
+    let mut new = model.begin(&mut cache, &[4]).unwrap();
+    assert!(matches!(model.run_position(&mut cache, &mut old), Err(InferenceError::StaleActivations { .. })));
+    model.run_position(&mut cache, &mut new).unwrap();
 }

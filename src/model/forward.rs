@@ -1,5 +1,6 @@
-//! The forward pass with a KV cache, split into steps (embed → layer by layer → logits) so that a
-//! caller with an instruction budget can stop between layers and resume in a later call.
+//! The forward pass with a KV cache, split into steps (embed → one position of one layer at a time
+//! → logits) so that a caller with an instruction budget can stop between any two steps and resume
+//! in a later call: a long prompt on a wide model never has to run a whole layer at once.
 
 use thiserror::Error;
 
@@ -13,7 +14,7 @@ pub enum InferenceError {
     TokenOutOfRange { token: u32, vocab_size: usize },
     #[error("context full: {needed} positions needed, the model's context (block_size) is {capacity}")]
     ContextFull { needed: usize, capacity: usize },
-    #[error("activations do not belong to this cache state (started at {expected}, cache holds {found})")]
+    #[error("activations do not belong to this cache state (expected {expected} positions, cache holds {found})")]
     StaleActivations { expected: usize, found: usize },
     #[error("{done} of {total} layers have run; finish the pass before reading logits")]
     LayersPending { done: usize, total: usize },
@@ -112,13 +113,21 @@ pub struct Activations {
     start: usize,
     count: usize,
     next_layer: usize,
+    /// Positions of `next_layer` already run (`0..count`; back to 0 when the layer is done).
+    next_position: usize,
     /// `[count][n_embd]`
     hidden: Vec<f32>,
 }
 
 impl Activations {
+    /// The layer the next step runs (`n_layer` once every layer is done).
     pub fn next_layer(&self) -> usize {
         self.next_layer
+    }
+    /// The position (`0..token_count`, relative to the first token) the next step runs in
+    /// [`Activations::next_layer`].
+    pub fn next_position(&self) -> usize {
+        self.next_position
     }
     pub fn token_count(&self) -> usize {
         self.count
@@ -141,7 +150,7 @@ impl Model {
     pub fn forward(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
         let mut act = self.begin(cache, tokens)?;
         while act.next_layer < self.layers.len() {
-            self.run_layer(cache, &mut act)?;
+            self.run_position(cache, &mut act)?;
         }
         self.finish(cache, &act).map(<[f32]>::to_vec)
     }
@@ -169,11 +178,25 @@ impl Model {
         for layer in cache.keys.iter_mut().chain(cache.values.iter_mut()) {
             layer.truncate(cache.len * cache.width);
         }
-        Ok(Activations { start: cache.len, count: tokens.len(), next_layer: 0, hidden })
+        Ok(Activations { start: cache.len, count: tokens.len(), next_layer: 0, next_position: 0, hidden })
     }
 
-    /// Runs the next layer over all positions of `act`, appending their keys and values.
+    /// Runs the rest of the current layer (all its positions not run yet), appending their keys
+    /// and values.
     pub fn run_layer(&self, cache: &mut KvCache, act: &mut Activations) -> Result<(), InferenceError> {
+        let layer = act.next_layer;
+        while act.next_layer == layer && layer < self.layers.len() {
+            self.run_position(cache, act)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one position of the current layer — q, k, v (k and v go into the cache), attention
+    /// over the positions up to it, the output projection and the feed-forward block — and
+    /// moves on to the next position, or to the next layer after the last one. A position's
+    /// attention needs only the keys of the positions before it and its own, so running the
+    /// positions one by one gives the same bits as running q, k, v of all of them first.
+    pub fn run_position(&self, cache: &mut KvCache, act: &mut Activations) -> Result<(), InferenceError> {
         if act.start != cache.len {
             return Err(InferenceError::StaleActivations { expected: act.start, found: cache.len });
         }
@@ -185,50 +208,54 @@ impl Model {
         let hd = self.config.head_dim();
         let hidden_dim = self.config.hidden_dim();
         let KvCache { keys, values, scratch, .. } = cache;
+        // The keys of this layer must be those of the positions before this one: a pass begun
+        // since (which truncates them) makes these activations stale.
+        let pos = act.start + act.next_position;
+        if keys[l].len() != pos * d {
+            return Err(InferenceError::StaleActivations { expected: pos, found: keys[l].len() / d.max(1) });
+        }
         let Scratch { normed, q, k, v, scores, attended, mixed, projected, gate, up, .. } = scratch;
         let normed = sized(normed, d);
-        let q = sized(q, act.count * d);
-        let (k, v) = (sized(k, d), sized(v, d));
+        let (q, k, v) = (sized(q, d), sized(k, d), sized(v, d));
+        let x = &mut act.hidden[act.next_position * d..][..d];
 
-        // q, k, v for every new position; k and v go straight into the cache.
-        for (t, x) in act.hidden.chunks_exact(d).enumerate() {
-            let pos = act.start + t;
-            packed::rms_norm(x, &layer.attention_norm, normed);
-            let qt = &mut q[t * d..(t + 1) * d];
-            packed::ternary_linears(&mut [(&layer.wq, qt), (&layer.wk, k), (&layer.wv, v)], normed);
-            packed::rope(qt, hd, pos, &self.rope);
-            packed::rope(k, hd, pos, &self.rope);
-            keys[l].extend_from_slice(k);
-            values[l].extend_from_slice(v);
-        }
+        // q, k, v of this position; k and v go straight into the cache.
+        packed::rms_norm(x, &layer.attention_norm, normed);
+        packed::ternary_linears(&mut [(&layer.wq, q), (&layer.wk, k), (&layer.wv, v)], normed);
+        packed::rope(q, hd, pos, &self.rope);
+        packed::rope(k, hd, pos, &self.rope);
+        keys[l].extend_from_slice(k);
+        values[l].extend_from_slice(v);
 
+        // Sized for the whole pass, as when the positions ran together (`attend` uses `..=pos`).
         let scores = sized(scores, act.start + act.count);
         let attended = sized(attended, d);
         let mixed = sized(mixed, d);
         let projected = sized(projected, d);
         let gate = sized(gate, hidden_dim);
         let up = sized(up, hidden_dim);
-        for (t, x) in act.hidden.chunks_exact_mut(d).enumerate() {
-            let last = act.start + t;
-            let qt = &q[t * d..(t + 1) * d];
-            packed::attend(qt, &keys[l], &values[l], last, hd, scores, attended);
-            let heads_out: &[f32] = match &layer.mixer {
-                Some(mixer) => {
-                    packed::head_mix(mixer, attended, mixed);
-                    mixed
-                }
-                None => attended,
-            };
-            packed::ternary_linear(&layer.wo, heads_out, projected);
-            packed::add_in_place(x, projected);
+        packed::attend(q, &keys[l], &values[l], pos, hd, scores, attended);
+        let heads_out: &[f32] = match &layer.mixer {
+            Some(mixer) => {
+                packed::head_mix(mixer, attended, mixed);
+                mixed
+            }
+            None => attended,
+        };
+        packed::ternary_linear(&layer.wo, heads_out, projected);
+        packed::add_in_place(x, projected);
 
-            packed::rms_norm(x, &layer.ffn_norm, normed);
-            packed::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
-            packed::swiglu(gate, up);
-            packed::ternary_linear(&layer.down, gate, projected);
-            packed::add_in_place(x, projected);
+        packed::rms_norm(x, &layer.ffn_norm, normed);
+        packed::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
+        packed::swiglu(gate, up);
+        packed::ternary_linear(&layer.down, gate, projected);
+        packed::add_in_place(x, projected);
+
+        act.next_position += 1;
+        if act.next_position == act.count {
+            act.next_position = 0;
+            act.next_layer += 1;
         }
-        act.next_layer += 1;
         Ok(())
     }
 
