@@ -8,45 +8,62 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-/// Bounds that keep a hostile header from asking for absurd allocations. Real models are far
-/// below them (the largest config in the project's history is 24 layers × 1280 wide).
+// Bounds that keep a hostile header from asking for absurd allocations. Real models are far
+// below them (the largest config in the project's history is 24 layers × 1280 wide).
+/// Most layers (`n_layer`).
 pub const MAX_LAYERS: usize = 512;
+/// Widest model (`n_embd`).
 pub const MAX_EMBD: usize = 32_768;
+/// Largest vocabulary (`vocab_size`).
 pub const MAX_VOCAB: usize = 1 << 22;
+/// Longest context (`block_size`).
 pub const MAX_BLOCK_SIZE: usize = 1 << 17;
 
+/// What the engine reads from the header: the model's dimensions and features.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelConfig {
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block (a multiple of 8 with the head mixer).
     pub n_head: usize,
+    /// Model width: values per position (a multiple of 8: 8 octonion parts).
     pub n_embd: usize,
     /// Context length: the KV cache never holds more positions than this.
     pub block_size: usize,
+    /// Tokens in the vocabulary (rows of the embedding).
     pub vocab_size: usize,
     /// Whether each attention layer has an octonion head mixer.
     pub head_mixing: bool,
 }
 
+/// Why a header is not a config this engine runs.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
+    /// The header is not JSON (the parser's message).
     #[error("header is not valid JSON: {0}")]
     Json(String),
+    /// The header is JSON but not an object.
     #[error("header JSON is not an object")]
     NotAnObject,
+    /// A key the model needs is absent (the key).
     #[error("header is missing the required key \"{0}\"")]
     MissingKey(&'static str),
+    /// A key's value is of the wrong type or out of range.
     #[error("header key \"{key}\" has an invalid value: {reason}")]
-    InvalidValue { key: &'static str, reason: String },
+    InvalidValue {
+        /// The header key.
+        key: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A feature this engine does not run (named).
     #[error("unsupported model feature: {0}")]
     Unsupported(String),
 }
 
 fn positive(obj: &Map<String, Value>, key: &'static str, max: usize) -> Result<usize, ConfigError> {
     let value = obj.get(key).ok_or(ConfigError::MissingKey(key))?;
-    let n = value.as_u64().ok_or_else(|| ConfigError::InvalidValue {
-        key,
-        reason: format!("{value} is not a non-negative integer"),
-    })?;
+    let n = value.as_u64().ok_or_else(|| ConfigError::InvalidValue { key, reason: format!("{value} is not a non-negative integer") })?;
     if n == 0 || n > max as u64 {
         return Err(ConfigError::InvalidValue { key, reason: format!("{n} is outside 1..={max}") });
     }
@@ -103,21 +120,22 @@ impl ModelConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| Err(ConfigError::InvalidValue { key, reason });
-        if self.n_embd % 8 != 0 {
+        if !self.n_embd.is_multiple_of(8) {
             return invalid("n_embd", format!("{} is not divisible by 8 octonion parts", self.n_embd));
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return invalid("n_head", format!("{} does not divide n_embd {}", self.n_head, self.n_embd));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return invalid("n_head", format!("head_dim {} is odd; RoPE rotates pairs", self.head_dim()));
         }
-        if self.head_mixing && self.n_head % 8 != 0 {
+        if self.head_mixing && !self.n_head.is_multiple_of(8) {
             return invalid("n_head", format!("{} is not a multiple of 8, which the head mixer needs", self.n_head));
         }
         Ok(())
     }
 
+    /// Width of one attention head: `n_embd / n_head` (even).
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }
@@ -148,10 +166,8 @@ mod tests {
 
     #[test]
     fn legacy_octonion_attention_means_head_mixing() {
-        let c = ModelConfig::from_json(
-            r#"{"n_layer": 1, "n_head": 8, "n_embd": 64, "block_size": 8, "vocab_size": 65, "octonion_attention": true}"#,
-        )
-        .unwrap();
+        let c = ModelConfig::from_json(r#"{"n_layer": 1, "n_head": 8, "n_embd": 64, "block_size": 8, "vocab_size": 65, "octonion_attention": true}"#)
+            .unwrap();
         assert!(c.head_mixing);
     }
 

@@ -6,6 +6,7 @@ use thiserror::Error;
 use crate::model::{Activations, InferenceError, KvCache, Model};
 use crate::sampling::{Sampler, SamplingError, SamplingParams};
 
+/// Why a generation stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// `max_tokens` tokens were generated.
@@ -17,6 +18,7 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// The reason as the canister's interface spells it (`max_tokens`, `end_of_text`, `context_limit`).
     pub fn as_str(&self) -> &'static str {
         match self {
             StopReason::MaxTokens => "max_tokens",
@@ -26,24 +28,39 @@ impl StopReason {
     }
 }
 
+/// Why a generation cannot start or go on.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum GenerateError {
+    /// No prompt tokens.
     #[error("the prompt is empty (after tokenization)")]
     EmptyPrompt,
+    /// The prompt does not fit the context.
     #[error("the prompt has {tokens} tokens but the model's context (block_size) is {block_size}")]
-    PromptTooLong { tokens: usize, block_size: usize },
+    PromptTooLong {
+        /// Tokens in the prompt.
+        tokens: usize,
+        /// The model's context length.
+        block_size: usize,
+    },
+    /// `max_tokens` is 0.
     #[error("max_tokens must be at least 1")]
     ZeroMaxTokens,
+    /// Invalid sampling parameters, or nothing to sample.
     #[error(transparent)]
     Sampling(#[from] SamplingError),
+    /// The forward pass refused its input (e.g. a token outside the vocabulary).
     #[error(transparent)]
     Inference(#[from] InferenceError),
 }
 
+/// How to generate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateOptions {
+    /// Most tokens to generate (at least 1).
     pub max_tokens: usize,
+    /// Temperature, top-k, top-p.
     pub sampling: SamplingParams,
+    /// Seed of the sampler's ChaCha20 stream (the same seed gives the same text everywhere).
     pub seed: u64,
     /// Stop after this token (usually the tokenizer's end-of-text id).
     pub stop_token: Option<u32>,
@@ -78,10 +95,15 @@ pub enum Progress {
 /// One generated token and the logits it was chosen from.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// The token id (its logits: [`Generator::last_logits`]).
     pub token: u32,
 }
 
 impl Generator {
+    /// A generation of up to `options.max_tokens` tokens after `prompt` (token ids), with a
+    /// sampler seeded by `options.seed`. Reserves the key/value cache for every position it can
+    /// reach. Errors: an empty prompt, one longer than the context or with an id outside the
+    /// vocabulary, `max_tokens` 0, invalid sampling parameters.
     pub fn new(model: &Model, prompt: &[u32], options: &GenerateOptions) -> Result<Generator, GenerateError> {
         Self::with_sampler(model, prompt, options, Sampler::new(options.sampling, options.seed)?)
     }
@@ -157,7 +179,7 @@ impl Generator {
             model.run_position(&mut self.cache, &mut act)?;
         }
         let logits = model.finish(&mut self.cache, &act)?;
-        let token = self.sampler.sample(&logits)?;
+        let token = self.sampler.sample(logits)?;
         self.generated.push(token);
         self.pending.clear();
         self.pending.push(token);
@@ -185,10 +207,12 @@ impl Generator {
         self.pending.len()
     }
 
+    /// The tokens generated so far.
     pub fn generated(&self) -> &[u32] {
         &self.generated
     }
 
+    /// Why generation stopped (`None` while it goes on).
     pub fn stop_reason(&self) -> Option<&StopReason> {
         self.stopped.as_ref()
     }
@@ -198,6 +222,7 @@ impl Generator {
         self.cache.last_logits()
     }
 
+    /// The key/value cache (its size: [`KvCache::bytes`]).
     pub fn cache(&self) -> &KvCache {
         &self.cache
     }

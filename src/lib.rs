@@ -3,7 +3,8 @@
 //!
 //! - [`format`]: the byte format (parser, version 4 writer); spec in `docs/FORMAT.md`.
 //! - [`config`]: the JSON header.
-//! - [`model`]: weights, the forward pass with a KV cache, and the scalar reference kernels.
+//! - [`model`]: weights in the kernels' layouts, and the forward pass with a KV cache. The
+//!   kernels themselves (`src/kernels/`: plain-Rust twins and wasm SIMD128 versions) are private.
 //! - [`tokenizer`], [`sampling`], [`generate`]: text in, text out.
 //!
 //! ```no_run
@@ -17,9 +18,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod format;
 pub mod generate;
+mod kernels;
 pub mod model;
 pub mod octonion;
 pub mod sampling;

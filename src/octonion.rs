@@ -36,9 +36,7 @@ mod tests {
         let h = n / 2;
         let (a, b) = x.split_at(h);
         let (c, d) = y.split_at(h);
-        let conj = |v: &[i32]| -> Vec<i32> {
-            v.iter().enumerate().map(|(k, &e)| if k == 0 { e } else { -e }).collect()
-        };
+        let conj = |v: &[i32]| -> Vec<i32> { v.iter().enumerate().map(|(k, &e)| if k == 0 { e } else { -e }).collect() };
         let sub = |p: Vec<i32>, q: Vec<i32>| -> Vec<i32> { p.iter().zip(&q).map(|(u, v)| u - v).collect() };
         let add = |p: Vec<i32>, q: Vec<i32>| -> Vec<i32> { p.iter().zip(&q).map(|(u, v)| u + v).collect() };
         // (a,b)(c,d) = (ac − d̄b, da + bc̄)
@@ -54,6 +52,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop, reason = "i and j are octonion part indices, used in the arithmetic as well as to index")]
     fn sign_table_is_the_cayley_dickson_product() {
         for i in 0..8 {
             for j in 0..8 {

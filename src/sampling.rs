@@ -5,6 +5,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use thiserror::Error;
 
+/// How the next token is chosen from the logits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
     /// 0 = greedy (argmax); otherwise logits are divided by it.
@@ -21,19 +22,25 @@ impl Default for SamplingParams {
     }
 }
 
+/// Invalid sampling parameters, or logits with nothing to sample.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum SamplingError {
+    /// A negative, NaN or infinite temperature (the value).
     #[error("temperature must be a finite number >= 0, got {0}")]
     InvalidTemperature(f32),
+    /// `top_k` is 0.
     #[error("top_k must be at least 1")]
     InvalidTopK,
+    /// `top_p` outside (0, 1] (the value).
     #[error("top_p must be in (0, 1], got {0}")]
     InvalidTopP(f32),
+    /// Every logit is NaN or −∞.
     #[error("every logit is NaN or -infinity; nothing can be sampled")]
     NoFiniteLogits,
 }
 
 impl SamplingParams {
+    /// Checks the parameters (temperature finite and ≥ 0, top-k ≥ 1, top-p in (0, 1]).
     pub fn validate(&self) -> Result<(), SamplingError> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(SamplingError::InvalidTemperature(self.temperature));
@@ -41,32 +48,25 @@ impl SamplingParams {
         if self.top_k == Some(0) {
             return Err(SamplingError::InvalidTopK);
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(SamplingError::InvalidTopP(p));
-            }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(SamplingError::InvalidTopP(p));
         }
         Ok(())
     }
 }
 
 /// Scaled logits this far below the largest are not sampled (weight < e^-40 each).
-pub use crate::model::packed::SAMPLING_CUTOFF;
+pub const SAMPLING_CUTOFF: f32 = crate::kernels::SAMPLING_CUTOFF;
 
-/// Index of the largest logit (the first one on ties); NaN never wins.
+/// Index of the largest logit (the first one on ties); NaN never wins; `None` if every logit is
+/// NaN or there are none.
 pub fn argmax(logits: &[f32]) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &v) in logits.iter().enumerate() {
-        if v.is_nan() {
-            continue;
-        }
-        if best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map(|(i, _)| i)
+    crate::kernels::argmax(logits)
 }
 
+/// Draws tokens with [`SamplingParams`] from a seeded ChaCha20 stream.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
@@ -74,6 +74,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler seeded from `seed`; errors if the parameters are invalid.
     pub fn new(params: SamplingParams, seed: u64) -> Result<Sampler, SamplingError> {
         params.validate()?;
         Ok(Sampler { params, rng: ChaCha20Rng::seed_from_u64(seed) })
@@ -85,6 +86,7 @@ impl Sampler {
         Ok(Sampler { params, rng: ChaCha20Rng::from_seed(seed) })
     }
 
+    /// The parameters it samples with.
     pub fn params(&self) -> SamplingParams {
         self.params
     }
@@ -94,21 +96,21 @@ impl Sampler {
         (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
+    /// The next token from one position's logits (`[vocab_size]`): the argmax at temperature 0,
+    /// otherwise a draw from `softmax(logits / t)` restricted by top-k and top-p. Errors if
+    /// every logit is NaN or −∞.
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32, SamplingError> {
         if self.params.temperature == 0.0 {
-            return crate::model::packed::argmax(logits)
-                .filter(|&i| logits[i] > f32::NEG_INFINITY)
-                .map(|i| i as u32)
-                .ok_or(SamplingError::NoFiniteLogits);
+            return crate::kernels::argmax(logits).filter(|&i| logits[i] > f32::NEG_INFINITY).map(|i| i as u32).ok_or(SamplingError::NoFiniteLogits);
         }
         let t = self.params.temperature;
-        let max = crate::model::packed::max_scaled(logits, t).ok_or(SamplingError::NoFiniteLogits)?;
+        let max = crate::kernels::max_scaled(logits, t).ok_or(SamplingError::NoFiniteLogits)?;
         WEIGHTS.with_borrow_mut(|weights| {
             // One pass gives every token its unnormalized probability exp(v/t − max) (0 beyond
             // SAMPLING_CUTOFF, carrying under e^-40 of the mass each): on the IC a sort or a
             // scalar exp per entry of a 50k vocabulary cost more than the model.
             weights.resize(logits.len(), 0.0);
-            crate::model::packed::sampling_weights(logits, t, max, weights);
+            crate::kernels::sampling_weights(logits, t, max, weights);
             keep_most_likely(weights, self.params.top_k, self.params.top_p);
             Ok(self.draw(weights))
         })
@@ -206,8 +208,7 @@ fn keep_top_p(weights: &mut [f32], p: f32) {
         }
         b -= 1;
     }
-    let mut boundary: Vec<(usize, f32)> =
-        weights.iter().copied().enumerate().filter(|&(_, w)| bucket(w) == b).collect();
+    let mut boundary: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|&(_, w)| bucket(w) == b).collect();
     boundary.sort_unstable_by(rank);
     let mut cumulative = above;
     let last = boundary
@@ -294,8 +295,7 @@ mod tests {
         use rand_core::RngCore;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         for (n, spread) in [(5000, 12.0f32), (5000, 0.5), (300, 40.0), (3, 1.0)] {
-            let mut weights: Vec<f32> =
-                (0..n).map(|_| (-(rng.next_u32() as f32 / u32::MAX as f32) * spread).exp()).collect();
+            let mut weights: Vec<f32> = (0..n).map(|_| (-(rng.next_u32() as f32 / u32::MAX as f32) * spread).exp()).collect();
             weights[n / 2] = 0.0;
             weights[0] = weights[n - 1]; // a tie
             for top_k in [None, Some(1), Some(2), Some(7), Some(n + 1)] {
@@ -304,8 +304,7 @@ mod tests {
                     keep_most_likely(&mut kept, top_k, top_p);
                     let mut got: Vec<(usize, f32)> = kept.into_iter().enumerate().filter(|&(_, w)| w > 0.0).collect();
                     got.sort_by(rank);
-                    let mut all: Vec<(usize, f32)> =
-                        weights.iter().copied().enumerate().filter(|&(_, w)| w > 0.0).collect();
+                    let mut all: Vec<(usize, f32)> = weights.iter().copied().enumerate().filter(|&(_, w)| w > 0.0).collect();
                     all.sort_by(rank);
                     if let Some(k) = top_k.filter(|&k| k < all.len()) {
                         let kth = all[k - 1].1;
@@ -316,7 +315,7 @@ mod tests {
                         let total: f64 = all.iter().map(|c| f64::from(c.1)).sum();
                         let goal = f64::from(p) * total;
                         let mass = |len: usize| all[..len].iter().map(|c| f64::from(c.1)).sum::<f64>();
-                        assert!(got.len() >= 1 && got.len() <= all.len(), "n {n} k {top_k:?} p {top_p:?}");
+                        assert!(!got.is_empty() && got.len() <= all.len(), "n {n} k {top_k:?} p {top_p:?}");
                         assert!(mass(got.len()) >= goal * (1.0 - 1e-12), "n {n} k {top_k:?} p {top_p:?}: too few");
                         assert!(mass(got.len() - 1) < goal * (1.0 + 1e-12), "n {n} k {top_k:?} p {top_p:?}: too many");
                         all.truncate(got.len());
@@ -332,8 +331,7 @@ mod tests {
     #[test]
     fn extreme_inputs_sample_a_valid_token() {
         let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 0.0, -0.0, 1e-30];
-        let mut cases: Vec<Vec<f32>> =
-            vec![specials.to_vec(), vec![f32::NEG_INFINITY; 5], vec![f32::NAN; 3], vec![7.0]];
+        let mut cases: Vec<Vec<f32>> = vec![specials.to_vec(), vec![f32::NEG_INFINITY; 5], vec![f32::NAN; 3], vec![7.0]];
         cases.push((0..300).map(|i| specials[i % specials.len()] * (i as f32)).collect());
         cases.push((0..300).map(|i| (i as f32).sin() * 1e4).collect());
         for logits in &cases {

@@ -9,18 +9,30 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+/// Why a tokenizer cannot be built or used.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TokenizerError {
+    /// The tokenizer.json could not be read (the library's message).
     #[error("cannot read tokenizer.json: {0}")]
     InvalidJson(String),
+    /// A char vocabulary entry that is not exactly one character.
     #[error("char vocabulary entry {index} is {entry:?}; each entry must be exactly one character")]
-    InvalidCharEntry { index: usize, entry: String },
+    InvalidCharEntry {
+        /// Its id.
+        index: usize,
+        /// The entry.
+        entry: String,
+    },
+    /// A character listed twice.
     #[error("char vocabulary has '{0}' twice")]
     DuplicateChar(char),
+    /// No characters.
     #[error("char vocabulary is empty")]
     EmptyVocabulary,
+    /// The tokenizer library failed (its message).
     #[error("tokenizer failed: {0}")]
     Backend(String),
+    /// A token id with no entry.
     #[error("token id {0} is not in the vocabulary")]
     UnknownId(u32),
 }
@@ -33,6 +45,8 @@ pub struct CharVocab {
 }
 
 impl CharVocab {
+    /// From the id-ordered characters (`itos`); errors on an empty list, an entry that is not
+    /// one character, or a repeated character.
     pub fn new<S: AsRef<str>>(itos: &[S]) -> Result<CharVocab, TokenizerError> {
         if itos.is_empty() {
             return Err(TokenizerError::EmptyVocabulary);
@@ -53,6 +67,7 @@ impl CharVocab {
         Ok(CharVocab { itos: chars, stoi })
     }
 
+    /// The characters in id order.
     pub fn chars(&self) -> &[char] {
         &self.itos
     }
@@ -116,6 +131,7 @@ impl Tokenizer {
         Ok(Tokenizer::Hf(Box::new(t)))
     }
 
+    /// A character-level tokenizer over `vocab`.
     pub fn char_level(vocab: CharVocab) -> Tokenizer {
         Tokenizer::Char(vocab)
     }
@@ -154,10 +170,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
         match self {
             Tokenizer::Hf(t) => t.decode(ids, false).map_err(|e| TokenizerError::Backend(e.to_string())),
-            Tokenizer::Char(v) => ids
-                .iter()
-                .map(|&id| v.itos.get(id as usize).copied().ok_or(TokenizerError::UnknownId(id)))
-                .collect(),
+            Tokenizer::Char(v) => ids.iter().map(|&id| v.itos.get(id as usize).copied().ok_or(TokenizerError::UnknownId(id))).collect(),
         }
     }
 
@@ -186,6 +199,7 @@ pub struct TextStream {
 }
 
 impl TextStream {
+    /// An empty stream.
     pub fn new() -> TextStream {
         TextStream::default()
     }

@@ -59,7 +59,9 @@ fn own(p: Payload<'_>) -> Payload<'static> {
             bitmask: Cow::Owned(t.bitmask.into_owned()),
             signs: Cow::Owned(t.signs.into_owned()),
         }),
-        Payload::Embedding(e) => Payload::Embedding(QuantizedMatrix { scale: e.scale, rows: e.rows, cols: e.cols, data: Cow::Owned(e.data.into_owned()) }),
+        Payload::Embedding(e) => {
+            Payload::Embedding(QuantizedMatrix { scale: e.scale, rows: e.rows, cols: e.cols, data: Cow::Owned(e.data.into_owned()) })
+        }
         Payload::Half { kind, array } => Payload::Half { kind, array: arr(array) },
         Payload::Rope(a) => Payload::Rope(arr(a)),
     }
@@ -224,7 +226,9 @@ fn non_zero_padding_is_rejected() {
     let b = rewrite(&bytes, |f| {
         let i = index_of(f, &name);
         let Payload::Ternary(t) = &mut f.records[i].payload else { unreachable!() };
-        t.signs.to_mut().last_mut().map(|last| *last |= 0x80);
+        if let Some(last) = t.signs.to_mut().last_mut() {
+            *last |= 0x80;
+        }
     });
     assert_ne!(nnz % 8, 0);
     assert_eq!(parse_err(&b), FormatError::NonZeroPadding { name, field: "sign bits" });
@@ -278,7 +282,9 @@ fn unexpected_tensors() {
 #[test]
 fn config_inconsistent_with_shapes() {
     let Some(bytes) = original() else { return };
-    for (from, to) in [("\"n_embd\": 64", "\"n_embd\": 128"), ("\"vocab_size\": 65", "\"vocab_size\": 66"), ("\"block_size\": 64", "\"block_size\": 32")] {
+    for (from, to) in
+        [("\"n_embd\": 64", "\"n_embd\": 128"), ("\"vocab_size\": 65", "\"vocab_size\": 66"), ("\"block_size\": 64", "\"block_size\": 32")]
+    {
         let b = rewrite(&bytes, |f| f.header_json = Cow::Owned(f.header_json.replace(from, to)));
         assert!(matches!(load_err(&b), LoadError::ShapeMismatch { .. }), "{to}: {:?}", load_err(&b));
     }

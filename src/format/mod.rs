@@ -42,7 +42,9 @@ pub struct WalshFile<'a> {
 /// One named tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record<'a> {
+    /// The tensor's name (e.g. `layers.0.attention.wq.weight`).
     pub name: Cow<'a, str>,
+    /// Its values.
     pub payload: Payload<'a>,
 }
 
@@ -54,7 +56,12 @@ pub enum Payload<'a> {
     /// `E`: a symmetric per-tensor int8 matrix `[rows, cols]`; value = q · scale.
     Embedding(QuantizedMatrix<'a>),
     /// `N`, `S`, `H`, `h`: fp16 arrays.
-    Half { kind: HalfKind, array: Array<'a> },
+    Half {
+        /// Which fp16 record (its marker).
+        kind: HalfKind,
+        /// The values.
+        array: Array<'a>,
+    },
     /// `R`: the RoPE table as f32 `[positions, head_dim/2, 2]` (cos, sin).
     Rope(Array<'a>),
 }
@@ -73,6 +80,7 @@ pub enum HalfKind {
 }
 
 impl HalfKind {
+    /// The record's marker byte (`N`, `S`, `H`, `h`).
     pub fn marker(self) -> u8 {
         match self {
             HalfKind::Norm => b'N',
@@ -107,13 +115,18 @@ impl Payload<'_> {
 /// Element types of an array block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
+    /// Signed 8-bit integer (code 0).
     I8 = 0,
+    /// Signed 32-bit integer, little-endian (code 1).
     I32 = 1,
+    /// IEEE half precision, little-endian (code 2).
     F16 = 2,
+    /// IEEE single precision, little-endian (code 3).
     F32 = 3,
 }
 
 impl Dtype {
+    /// The dtype of a code byte; `None` for an unknown code.
     pub fn from_code(code: u8) -> Option<Dtype> {
         match code {
             0 => Some(Dtype::I8),
@@ -124,6 +137,7 @@ impl Dtype {
         }
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Dtype::I8 => 1,
@@ -132,6 +146,7 @@ impl Dtype {
         }
     }
 
+    /// The numpy-style name (`int8`, `int32`, `float16`, `float32`).
     pub fn name(self) -> &'static str {
         match self {
             Dtype::I8 => "int8",
@@ -145,12 +160,16 @@ impl Dtype {
 /// A typed, shaped block of little-endian element bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array<'a> {
+    /// Element type.
     pub dtype: Dtype,
+    /// Dimensions, outermost first (row-major).
     pub shape: Vec<usize>,
+    /// `element_count · dtype.size()` bytes.
     pub data: Cow<'a, [u8]>,
 }
 
 impl Array<'_> {
+    /// The product of the shape (1 for a scalar).
     pub fn element_count(&self) -> usize {
         self.shape.iter().product()
     }
@@ -160,10 +179,7 @@ impl Array<'_> {
         if self.dtype != Dtype::F16 {
             return Vec::new();
         }
-        self.data
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect()
+        self.data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
     }
 
     /// f32 elements (empty if the dtype is not f32).
@@ -171,18 +187,18 @@ impl Array<'_> {
         if self.dtype != Dtype::F32 {
             return Vec::new();
         }
-        self.data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
+        self.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     }
 }
 
 /// An int8 matrix with one f32 scale (the embedding, and an untied output head).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizedMatrix<'a> {
+    /// Value = q · scale (positive, finite).
     pub scale: f32,
+    /// Rows (the vocabulary for an embedding).
     pub rows: usize,
+    /// Columns (the model's width).
     pub cols: usize,
     /// `rows * cols` bytes, each an `i8`.
     pub data: Cow<'a, [u8]>,
@@ -194,9 +210,13 @@ pub struct QuantizedMatrix<'a> {
 /// (LSB first). The k-th set bit's sign is bit k%8 of sign byte k/8: 1 = +1, 0 = −1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TernaryTensor<'a> {
+    /// `[8, out_o, in_o]`.
     pub shape: [usize; 3],
+    /// Non-zero weights (set bits of the mask).
     pub nnz: u32,
+    /// One presence bit per weight, `ceil(elements / 8)` bytes.
     pub bitmask: Cow<'a, [u8]>,
+    /// One sign bit per non-zero weight, `ceil(nnz / 8)` bytes.
     pub signs: Cow<'a, [u8]>,
 }
 
@@ -228,16 +248,12 @@ impl TernaryTensor<'static> {
                 _ => return None,
             }
         }
-        Some(TernaryTensor {
-            shape,
-            nnz: u32::try_from(nnz).ok()?,
-            bitmask: Cow::Owned(bitmask),
-            signs: Cow::Owned(signs),
-        })
+        Some(TernaryTensor { shape, nnz: u32::try_from(nnz).ok()?, bitmask: Cow::Owned(bitmask), signs: Cow::Owned(signs) })
     }
 }
 
 impl TernaryTensor<'_> {
+    /// `8 · out_o · in_o`.
     pub fn element_count(&self) -> usize {
         self.shape.iter().product()
     }

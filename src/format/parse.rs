@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use super::{
-    Array, Dtype, END_TAG, FormatError, HalfKind, MAGIC, MAX_HEADER_LEN, MAX_NDIM, Payload,
-    QuantizedMatrix, Record, TernaryTensor, WalshFile,
+    Array, Dtype, END_TAG, FormatError, HalfKind, MAGIC, MAX_HEADER_LEN, MAX_NDIM, Payload, QuantizedMatrix, Record, TernaryTensor, WalshFile,
 };
 
 struct Cursor<'a> {
@@ -20,14 +19,12 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(
-            FormatError::Truncated {
-                offset: self.pos,
-                what,
-                needed: n,
-                available: self.remaining(),
-            },
-        )?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or(FormatError::Truncated {
+            offset: self.pos,
+            what,
+            needed: n,
+            available: self.remaining(),
+        })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -54,9 +51,7 @@ impl<'a> Cursor<'a> {
 
 pub(super) fn parse(bytes: &[u8]) -> Result<WalshFile<'_>, FormatError> {
     let mut cur = Cursor { bytes, pos: 0 };
-    let magic = cur.take(4, "magic").map_err(|_| FormatError::BadMagic {
-        found: bytes.iter().take(4).copied().collect(),
-    })?;
+    let magic = cur.take(4, "magic").map_err(|_| FormatError::BadMagic { found: bytes.iter().take(4).copied().collect() })?;
     if magic != MAGIC {
         return Err(FormatError::BadMagic { found: magic.to_vec() });
     }
@@ -66,13 +61,10 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WalshFile<'_>, FormatError> {
     }
     let header_len = cur.u32("header length")? as usize;
     if header_len > MAX_HEADER_LEN {
-        return Err(FormatError::InvalidHeader {
-            reason: format!("declared length {header_len} exceeds the {MAX_HEADER_LEN}-byte limit"),
-        });
+        return Err(FormatError::InvalidHeader { reason: format!("declared length {header_len} exceeds the {MAX_HEADER_LEN}-byte limit") });
     }
     let header = cur.take(header_len, "JSON header")?;
-    let header_json = std::str::from_utf8(header)
-        .map_err(|e| FormatError::InvalidHeader { reason: format!("not UTF-8: {e}") })?;
+    let header_json = std::str::from_utf8(header).map_err(|e| FormatError::InvalidHeader { reason: format!("not UTF-8: {e}") })?;
 
     let mut records = Vec::new();
     let mut seen: HashSet<&str> = HashSet::new();
@@ -94,8 +86,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WalshFile<'_>, FormatError> {
         let code = cur.u8("marker")?;
         let name_len = cur.u16("name length")? as usize;
         let name_bytes = cur.take(name_len, "record name")?;
-        let name = std::str::from_utf8(name_bytes)
-            .map_err(|_| FormatError::InvalidName { offset: start, reason: "not UTF-8" })?;
+        let name = std::str::from_utf8(name_bytes).map_err(|_| FormatError::InvalidName { offset: start, reason: "not UTF-8" })?;
         if name.is_empty() {
             return Err(FormatError::InvalidName { offset: start, reason: "empty" });
         }
@@ -119,11 +110,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WalshFile<'_>, FormatError> {
                 Payload::Rope(array)
             }
             (b'A' | b'I' | b'J', _) => {
-                return Err(FormatError::Unsupported {
-                    feature: "hash embeddings",
-                    name: name.to_string(),
-                    offset: start,
-                });
+                return Err(FormatError::Unsupported { feature: "hash embeddings", name: name.to_string(), offset: start });
             }
             (b'L', _) => {
                 return Err(FormatError::Unsupported {
@@ -133,11 +120,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<WalshFile<'_>, FormatError> {
                 });
             }
             (b'W', _) => {
-                return Err(FormatError::Unsupported {
-                    feature: "legacy sparse 'W' weights",
-                    name: name.to_string(),
-                    offset: start,
-                });
+                return Err(FormatError::Unsupported { feature: "legacy sparse 'W' weights", name: name.to_string(), offset: start });
             }
             _ => return Err(FormatError::UnknownMarker { code, offset: start }),
         };
@@ -159,11 +142,7 @@ fn overflow(name: &str) -> FormatError {
 
 fn expect_dtype(name: &str, array: &Array<'_>, expected: Dtype) -> Result<(), FormatError> {
     if array.dtype != expected {
-        return Err(FormatError::WrongDtype {
-            name: name.to_string(),
-            expected: expected.name(),
-            found: array.dtype.name().to_string(),
-        });
+        return Err(FormatError::WrongDtype { name: name.to_string(), expected: expected.name(), found: array.dtype.name().to_string() });
     }
     Ok(())
 }
@@ -221,11 +200,7 @@ fn read_ternary_shape(cur: &mut Cursor<'_>, name: &str, offset: usize) -> Result
         return Err(bad_shape(name, format!("{dims:?}, ternary weights are [8, out, in]")));
     };
     if parts == 32 {
-        return Err(FormatError::Unsupported {
-            feature: "Hadamard algebra (32-part ternary weights)",
-            name: name.to_string(),
-            offset,
-        });
+        return Err(FormatError::Unsupported { feature: "Hadamard algebra (32-part ternary weights)", name: name.to_string(), offset });
     }
     if parts != 8 {
         return Err(bad_shape(name, format!("{dims:?}: first dimension must be 8 octonion parts")));
@@ -242,12 +217,7 @@ fn read_bitmask_ternary<'a>(cur: &mut Cursor<'a>, name: &str) -> Result<TernaryT
     let nnz = cur.u32("nnz")?;
     let mask_len = cur.u32("bitmask length")? as usize;
     if mask_len != total.div_ceil(8) {
-        return Err(FormatError::LengthMismatch {
-            name: name.to_string(),
-            field: "bitmask",
-            expected: total.div_ceil(8),
-            found: mask_len,
-        });
+        return Err(FormatError::LengthMismatch { name: name.to_string(), field: "bitmask", expected: total.div_ceil(8), found: mask_len });
     }
     let bitmask = cur.take(mask_len, "bitmask")?;
     let popcount: u64 = bitmask.iter().map(|b| u64::from(b.count_ones())).sum();
@@ -258,12 +228,7 @@ fn read_bitmask_ternary<'a>(cur: &mut Cursor<'a>, name: &str) -> Result<TernaryT
     let sign_len = cur.u32("sign length")? as usize;
     let expected_signs = (nnz as usize).div_ceil(8);
     if sign_len != expected_signs {
-        return Err(FormatError::LengthMismatch {
-            name: name.to_string(),
-            field: "sign bits",
-            expected: expected_signs,
-            found: sign_len,
-        });
+        return Err(FormatError::LengthMismatch { name: name.to_string(), field: "sign bits", expected: expected_signs, found: sign_len });
     }
     let signs = cur.take(sign_len, "sign bits")?;
     check_padding(name, "sign bits", signs, nnz as usize)?;
@@ -273,12 +238,11 @@ fn read_bitmask_ternary<'a>(cur: &mut Cursor<'a>, name: &str) -> Result<TernaryT
 /// Bits at positions >= `used` in the last byte must be zero.
 fn check_padding(name: &str, field: &'static str, bytes: &[u8], used: usize) -> Result<(), FormatError> {
     let tail_bits = used % 8;
-    if tail_bits != 0 {
-        if let Some(&last) = bytes.last() {
-            if last >> tail_bits != 0 {
-                return Err(FormatError::NonZeroPadding { name: name.to_string(), field });
-            }
-        }
+    if tail_bits != 0
+        && let Some(&last) = bytes.last()
+        && last >> tail_bits != 0
+    {
+        return Err(FormatError::NonZeroPadding { name: name.to_string(), field });
     }
     Ok(())
 }
@@ -294,10 +258,7 @@ fn read_packed_ternary(cur: &mut Cursor<'_>, name: &str) -> Result<TernaryTensor
     let [parts, out_o, in_o] = shape;
     let packed_cols = in_o.div_ceil(4);
     if packed.shape != [parts, out_o, packed_cols] {
-        return Err(bad_shape(
-            name,
-            format!("packed array {:?}, expected {:?}", packed.shape, [parts, out_o, packed_cols]),
-        ));
+        return Err(bad_shape(name, format!("packed array {:?}, expected {:?}", packed.shape, [parts, out_o, packed_cols])));
     }
     let mut values = Vec::with_capacity(parts * out_o * in_o);
     for (row, chunk) in packed.data.chunks_exact(packed_cols.max(1)).enumerate() {
@@ -311,10 +272,7 @@ fn read_packed_ternary(cur: &mut Cursor<'_>, name: &str) -> Result<TernaryTensor
                 0b01 => 0,
                 0b10 => 1,
                 _ => {
-                    return Err(FormatError::InvalidTernaryCode {
-                        name: name.to_string(),
-                        index: row * packed_cols * 4 + col,
-                    });
+                    return Err(FormatError::InvalidTernaryCode { name: name.to_string(), index: row * packed_cols * 4 + col });
                 }
             };
             if col < in_o {

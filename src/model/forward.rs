@@ -4,25 +4,54 @@
 
 use thiserror::Error;
 
-use super::{Model, packed};
+use super::assembly::Model;
+use crate::kernels;
 
+/// Why a forward pass (or one of its steps) refuses its input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InferenceError {
+    /// No tokens.
     #[error("no tokens to process")]
     EmptyInput,
+    /// A token id outside the vocabulary.
     #[error("token id {token} is outside the vocabulary (size {vocab_size})")]
-    TokenOutOfRange { token: u32, vocab_size: usize },
+    TokenOutOfRange {
+        /// The token id.
+        token: u32,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+    /// The tokens do not fit in the rest of the context.
     #[error("context full: {needed} positions needed, the model's context (block_size) is {capacity}")]
-    ContextFull { needed: usize, capacity: usize },
+    ContextFull {
+        /// Positions the cache would hold after these tokens.
+        needed: usize,
+        /// The model's context length (block_size).
+        capacity: usize,
+    },
+    /// The activations were begun on another cache state (a pass begun since, or another cache).
     #[error("activations do not belong to this cache state (expected {expected} positions, cache holds {found})")]
-    StaleActivations { expected: usize, found: usize },
+    StaleActivations {
+        /// Positions the activations expect in the cache (or in the layer's keys).
+        expected: usize,
+        /// Positions it holds.
+        found: usize,
+    },
+    /// Logits asked for before every layer has run.
     #[error("{done} of {total} layers have run; finish the pass before reading logits")]
-    LayersPending { done: usize, total: usize },
+    LayersPending {
+        /// Layers run.
+        done: usize,
+        /// Layers of the model.
+        total: usize,
+    },
 }
 
-/// Keys (after RoPE) and values of every processed position, per layer.
+/// Keys (after RoPE) and values of every processed position, per layer (`[positions][n_embd]`
+/// f32 each), and the forward pass's working buffers.
 ///
-/// Grows with use rather than reserving `block_size` up front, so a short chat costs little memory.
+/// Grows with use (or as far as [`KvCache::reserve`] says) rather than reserving `block_size` up
+/// front, so a short chat costs little memory.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     width: usize,
@@ -71,6 +100,7 @@ impl KvCache {
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether no position is committed.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -129,12 +159,14 @@ impl Activations {
     pub fn next_position(&self) -> usize {
         self.next_position
     }
+    /// Tokens this pass processes.
     pub fn token_count(&self) -> usize {
         self.count
     }
 }
 
 impl Model {
+    /// An empty cache for this model (keys and values grow with use; see [`KvCache::reserve`]).
     pub fn new_cache(&self) -> KvCache {
         KvCache {
             width: self.config.n_embd,
@@ -171,7 +203,7 @@ impl Model {
             if id >= self.config.vocab_size {
                 return Err(InferenceError::TokenOutOfRange { token, vocab_size: self.config.vocab_size });
             }
-            let scale = self.embedding.scale;
+            let scale = self.embedding.scale();
             hidden.extend(self.embedding.row(id).map(|q| f32::from(q) * scale));
         }
         // Drop keys/values a pass that was abandoned midway may have appended.
@@ -220,10 +252,10 @@ impl Model {
         let x = &mut act.hidden[act.next_position * d..][..d];
 
         // q, k, v of this position; k and v go straight into the cache.
-        packed::rms_norm(x, &layer.attention_norm, normed);
-        packed::ternary_linears(&mut [(&layer.wq, q), (&layer.wk, k), (&layer.wv, v)], normed);
-        packed::rope(q, hd, pos, &self.rope);
-        packed::rope(k, hd, pos, &self.rope);
+        kernels::rms_norm(x, &layer.attention_norm, normed);
+        kernels::ternary_linears(&mut [(&layer.wq, q), (&layer.wk, k), (&layer.wv, v)], normed);
+        kernels::rope(q, hd, pos, &self.rope);
+        kernels::rope(k, hd, pos, &self.rope);
         keys[l].extend_from_slice(k);
         values[l].extend_from_slice(v);
 
@@ -234,22 +266,22 @@ impl Model {
         let projected = sized(projected, d);
         let gate = sized(gate, hidden_dim);
         let up = sized(up, hidden_dim);
-        packed::attend(q, &keys[l], &values[l], pos, hd, scores, attended);
+        kernels::attend(q, &keys[l], &values[l], pos, hd, scores, attended);
         let heads_out: &[f32] = match &layer.mixer {
             Some(mixer) => {
-                packed::head_mix(mixer, attended, mixed);
+                kernels::head_mix(mixer, attended, mixed);
                 mixed
             }
             None => attended,
         };
-        packed::ternary_linear(&layer.wo, heads_out, projected);
-        packed::add_in_place(x, projected);
+        kernels::ternary_linear(&layer.wo, heads_out, projected);
+        kernels::add_in_place(x, projected);
 
-        packed::rms_norm(x, &layer.ffn_norm, normed);
-        packed::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
-        packed::swiglu(gate, up);
-        packed::ternary_linear(&layer.down, gate, projected);
-        packed::add_in_place(x, projected);
+        kernels::rms_norm(x, &layer.ffn_norm, normed);
+        kernels::ternary_linears(&mut [(&layer.gate, gate), (&layer.up, up)], normed);
+        kernels::swiglu(gate, up);
+        kernels::ternary_linear(&layer.down, gate, projected);
+        kernels::add_in_place(x, projected);
 
         act.next_position += 1;
         if act.next_position == act.count {
@@ -273,9 +305,9 @@ impl Model {
         let last = &act.hidden[(act.count - 1) * d..];
         let Scratch { normed, logits, .. } = &mut cache.scratch;
         let normed = sized(normed, d);
-        packed::rms_norm(last, &self.final_norm, normed);
+        kernels::rms_norm(last, &self.final_norm, normed);
         let logits = sized(logits, self.config.vocab_size);
-        packed::int8_logits(self.output_head(), normed, logits);
+        kernels::int8_logits(self.output_head(), normed, logits);
         Ok(logits)
     }
 }
