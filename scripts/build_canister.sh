@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 post_process=1
 [[ "${1:-}" == "--no-post-process" ]] && post_process=0
 
-# SIMD128 is on for the canister (the IC supports deterministic SIMD); the getrandom cfg must be
-# repeated because RUSTFLAGS replaces the target rustflags of .cargo/config.toml.
-RUSTFLAGS='--cfg getrandom_backend="custom" -C target-feature=+simd128 -C llvm-args=-disable-lsr' \
-    cargo build -p walsh-canister --lib --target wasm32-unknown-unknown --profile canister
+# The flags (SIMD128, the getrandom cfg, -disable-lsr) are the target's in .cargo/config.toml, as
+# for test_support::canister_wasm(); RUSTFLAGS from the environment would replace them, so it is
+# cleared.
+env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS cargo build -p walsh-canister --lib --target wasm32-unknown-unknown --profile canister
 raw=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/canister/walsh_canister.wasm
 echo "built $raw ($(stat -c %s "$raw") bytes)"
 [[ $post_process == 1 ]] || exit 0
