@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== no import cycles between the engine's modules"
+python3 scripts/module_cycles.py src
+
 echo "== rustfmt"
 cargo fmt --all --check
 

@@ -4,9 +4,8 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::{
-    Array, Dtype, END_TAG, FormatError, HalfKind, MAGIC, MAX_HEADER_LEN, MAX_NDIM, Payload, QuantizedMatrix, Record, TernaryTensor, WalshFile,
-};
+use super::error::FormatError;
+use super::records::{Array, Dtype, END_TAG, HalfKind, MAGIC, MAX_HEADER_LEN, MAX_NDIM, Payload, QuantizedMatrix, Record, TernaryTensor, WalshFile};
 
 struct Cursor<'a> {
     bytes: &'a [u8],

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use super::{END_TAG, FormatError, MAGIC, Payload, Record, WRITE_VERSION};
+use super::error::FormatError;
+use super::records::{END_TAG, MAGIC, Payload, Record, WRITE_VERSION};
 
 fn fits_u32(name: &str, value: usize) -> Result<(), FormatError> {
     u32::try_from(value).map(|_| ()).map_err(|_| FormatError::SizeOverflow { name: name.to_string() })
