@@ -264,12 +264,13 @@ impl<'f, 'a> Records<'f, 'a> {
             return Err(Self::wrong_kind(&name, b'B', record));
         };
         Self::shape_check(&name, &[8, out_o, in_o], t.shape.to_vec())?;
-        let beta = self.half(&format!("{prefix}.beta"), HalfKind::Beta, &[out_o])?;
-        let packed = TernaryLinear::pack(in_o, out_o, &t.to_values(), beta);
-        if packed.table_bytes() > packed::MAX_TABLE_BYTES {
-            return Err(LoadError::TooWide { name, needed: packed.table_bytes(), limit: packed::MAX_TABLE_BYTES });
+        // Before unpacking: the values and their packed offsets take 16 bytes per weight.
+        let needed = in_o.div_ceil(packed::GROUP) * packed::GROUP_BYTES;
+        if needed > packed::MAX_TABLE_BYTES {
+            return Err(LoadError::TooWide { name, needed, limit: packed::MAX_TABLE_BYTES });
         }
-        Ok(packed)
+        let beta = self.half(&format!("{prefix}.beta"), HalfKind::Beta, &[out_o])?;
+        Ok(TernaryLinear::pack(in_o, out_o, &t.to_values(), beta))
     }
 
     fn quantized(&mut self, name: &str, rows: usize, cols: usize) -> Result<QuantizedMatrix, LoadError> {
