@@ -3,8 +3,16 @@
 //!
 //! The file is memory-mapped (or given as bytes); tensors are views into it (torch stores zip
 //! entries uncompressed), so nothing is copied until a tensor is converted.
+//!
+//! Limits, so that a hostile file is refused before it costs time or memory: the pickle's own
+//! (see [`crate::pickle`]); every state-dict view must fit inside its storage (empty views
+//! included), must not have more elements than the storage (no broadcast views), and all views
+//! together must not be larger than [`MAX_VIEW_BYTES_PER_FILE_BYTE`] times the file. What the
+//! compressor then allocates is therefore proportional to the file's size.
 
+use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -14,6 +22,9 @@ use crate::pickle::{self, PickleError, StorageType, TensorRef, Value};
 /// pickle protocol 2, then LONG1 of the magic number 0x1950a86a20f9469cfc6c.
 const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
 const COMPILE_PREFIX: &str = "_orig_mod.";
+/// Bytes of state-dict views allowed per byte of file: 1 for the distinct views (they lie in the
+/// file's storages), 1 more for tied weights, which name the same view twice.
+pub const MAX_VIEW_BYTES_PER_FILE_BYTE: usize = 2;
 
 #[derive(Debug, Error)]
 pub enum CheckpointError {
@@ -28,20 +39,32 @@ pub enum CheckpointError {
     NoPickle,
     #[error("zip entry {name}: {reason}")]
     BadEntry { name: String, reason: String },
+    /// Not the error's `source`: its message is part of this one, and a chain would say it twice.
     #[error("reading data.pkl: {0}")]
-    Pickle(#[from] PickleError),
+    Pickle(PickleError),
     #[error("the checkpoint is not a dict")]
     NotADict,
     #[error("the checkpoint has no \"{0}\" entry (expected a training checkpoint with \"model\" and \"model_args\")")]
     MissingKey(&'static str),
     #[error("\"{0}\" is not a dict")]
     NotADictEntry(&'static str),
-    #[error("state dict key {0:?} is not a string")]
-    BadKey(String),
+    #[error("{what} key {key} is not a string")]
+    BadKey { what: &'static str, key: String },
     #[error("state dict entry '{0}' is not a tensor")]
     NotATensor(String),
     #[error("tensor '{name}': {reason}")]
     BadTensor { name: String, reason: String },
+    #[error(
+        "the state dict's tensors hold {views} bytes, more than twice the file's {file} bytes: repeated or \
+         overlapping views are not supported"
+    )]
+    TooLarge { views: usize, file: usize },
+}
+
+impl From<PickleError> for CheckpointError {
+    fn from(e: PickleError) -> CheckpointError {
+        CheckpointError::Pickle(e)
+    }
 }
 
 /// The checkpoint's bytes: mapped from a file, or owned.
@@ -64,9 +87,10 @@ impl std::ops::Deref for Source {
 pub struct Checkpoint {
     bytes: Source,
     /// Storage key → byte range of its zip entry.
-    storages: std::collections::HashMap<String, (usize, usize)>,
-    /// (name without the `_orig_mod.` prefix, tensor), in state-dict order.
-    pub tensors: Vec<(String, TensorRef)>,
+    storages: HashMap<String, (usize, usize)>,
+    /// (name without the `_orig_mod.` prefix, tensor), in state-dict order. Every view has been
+    /// checked against its storage.
+    pub tensors: Vec<(String, Arc<TensorRef>)>,
     /// `model_args` entries in insertion order.
     pub model_args: Vec<(String, Value)>,
     /// Whether the `_orig_mod.` prefix (torch.compile) was stripped.
@@ -99,7 +123,7 @@ impl Checkpoint {
         }
         let mut archive = zip::ZipArchive::new(Cursor::new(&bytes[..])).map_err(|e| CheckpointError::NotZip(e.to_string()))?;
         let mut pickle_range = None;
-        let mut storages = std::collections::HashMap::new();
+        let mut storages = HashMap::new();
         for i in 0..archive.len() {
             let entry = archive.by_index_raw(i).map_err(|e| CheckpointError::NotZip(e.to_string()))?;
             let name = entry.name().map_err(|e| CheckpointError::NotZip(e.to_string()))?.to_string();
@@ -129,7 +153,7 @@ impl Checkpoint {
             return Err(CheckpointError::NotADict);
         }
         let model = match root.get("model") {
-            Some(Value::Dict(items)) => items.clone(),
+            Some(Value::Dict(items)) => Arc::clone(items),
             Some(_) => return Err(CheckpointError::NotADictEntry("model")),
             None => return Err(CheckpointError::MissingKey("model")),
         };
@@ -142,28 +166,36 @@ impl Checkpoint {
         let model_args = args
             .iter()
             .map(|(k, v)| match k {
-                Value::Str(k) => Ok((k.clone(), v.clone())),
-                other => Err(CheckpointError::BadKey(format!("{other:?}"))),
+                Value::Str(k) => Ok((k.to_string(), v.clone())),
+                other => Err(CheckpointError::BadKey { what: "model_args", key: other.describe() }),
             })
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut stripped_prefix = false;
         let mut tensors = Vec::with_capacity(model.len());
-        for (k, v) in model {
-            let Value::Str(name) = k else { return Err(CheckpointError::BadKey(format!("{k:?}"))) };
+        for (k, v) in model.iter() {
+            let Value::Str(name) = k else { return Err(CheckpointError::BadKey { what: "state dict", key: k.describe() }) };
             let name = match name.strip_prefix(COMPILE_PREFIX) {
                 Some(rest) => {
                     stripped_prefix = true;
                     rest.to_string()
                 }
-                None => name,
+                None => name.to_string(),
             };
             let Value::Tensor(t) = v else { return Err(CheckpointError::NotATensor(name)) };
-            tensors.push((name, t));
+            tensors.push((name, Arc::clone(t)));
         }
         let checkpoint = Checkpoint { bytes, storages, tensors, model_args, stripped_prefix };
+        // Each view inside its storage, and all of them together at most twice the file (views
+        // do not overlap, except a tied weight's second name): what converting them allocates
+        // is then proportional to the file's size, however many names repeat a view.
+        let mut total = 0usize;
         for (name, t) in &checkpoint.tensors {
             checkpoint.view_bytes(name, t)?;
+            total = total.saturating_add(t.byte_len());
+        }
+        if total > checkpoint.bytes.len().saturating_mul(MAX_VIEW_BYTES_PER_FILE_BYTE) {
+            return Err(CheckpointError::TooLarge { views: total, file: checkpoint.bytes.len() });
         }
         Ok(checkpoint)
     }
@@ -171,13 +203,29 @@ impl Checkpoint {
     /// The storage bytes of a tensor after checking that the view fits inside them.
     fn view_bytes(&self, name: &str, t: &TensorRef) -> Result<&[u8], CheckpointError> {
         let bad = |reason: String| CheckpointError::BadTensor { name: name.to_string(), reason };
-        let &(start, len) = self.storages.get(&t.storage_key).ok_or_else(|| bad(format!("storage {} is missing from the archive", t.storage_key)))?;
+        let &(start, len) = self.storages.get(&*t.storage_key).ok_or_else(|| bad(format!("storage {} is missing from the archive", t.storage_key)))?;
         let expected = t.storage_len.checked_mul(t.dtype.element_size()).ok_or_else(|| bad("storage size overflows".into()))?;
         if len < expected {
             return Err(bad(format!("storage holds {len} bytes, {expected} declared")));
         }
+        if t.shape.len() != t.strides.len() {
+            return Err(bad("shape and stride lengths differ".into()));
+        }
+        let numel = t.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| bad("the element count overflows".into()))?;
+        // Empty views too: readers slice the storage at the offset.
+        if t.offset > t.storage_len {
+            return Err(bad(format!("offset {} lies past the end of its {}-element storage", t.offset, t.storage_len)));
+        }
+        // More elements than the storage has after the offset means a broadcast (stride 0) or
+        // overlapping view: converting it would materialise more than the file holds.
+        if numel > t.storage_len - t.offset {
+            return Err(bad(format!(
+                "a view of {numel} elements at offset {} is larger than its storage of {} elements (broadcast or overlapping views are not supported)",
+                t.offset, t.storage_len
+            )));
+        }
         // The largest element index the view touches must lie inside the storage.
-        if t.numel() > 0 {
+        if numel > 0 {
             let mut last = t.offset;
             for (&d, &s) in t.shape.iter().zip(&t.strides) {
                 last = (d - 1).checked_mul(s).and_then(|x| x.checked_add(last)).ok_or_else(|| bad("view overflows".into()))?;

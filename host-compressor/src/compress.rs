@@ -30,8 +30,15 @@ pub enum CompressError {
     WrongConstants(String),
     #[error("model_args cannot be written as JSON: {0}")]
     Header(String),
+    /// Not the error's `source`: its message is part of this one, and a chain would say it twice.
     #[error("the result would not be a runnable model: {0}")]
-    NotRunnable(#[from] LoadError),
+    NotRunnable(LoadError),
+}
+
+impl From<LoadError> for CompressError {
+    fn from(e: LoadError) -> CompressError {
+        CompressError::NotRunnable(e)
+    }
 }
 
 /// What happened to one tensor, for the log and `--json`.
@@ -80,7 +87,7 @@ fn flag(args: &[(String, Value)], key: &str) -> bool {
 fn check_supported(ckpt: &Checkpoint) -> Result<(), CompressError> {
     let args = &ckpt.model_args;
     if let Some((_, Value::Str(algebra))) = args.iter().find(|(k, _)| k == "algebra") {
-        if algebra != "octonion" {
+        if &**algebra != "octonion" {
             return Err(CompressError::Unsupported(format!("the {algebra} algebra (only octonion models are supported)")));
         }
     }
@@ -163,8 +170,8 @@ fn half_array(values: &[f32], shape: Vec<usize>) -> Array<'static> {
 /// Converts a checkpoint. `progress` is called with the bytes of each tensor as it is done.
 pub fn compress(ckpt: &Checkpoint, mut progress: impl FnMut(usize)) -> Result<Compressed, CompressError> {
     check_supported(ckpt)?;
-    let header_json = crate::python_json::dumps(&Value::Dict(
-        ckpt.model_args.iter().map(|(k, v)| (Value::Str(k.clone()), v.clone())).collect(),
+    let header_json = crate::python_json::dumps(&Value::dict(
+        ckpt.model_args.iter().map(|(k, v)| (Value::str(k), v.clone())).collect(),
     ))
     .map_err(CompressError::Header)?;
 
@@ -242,7 +249,7 @@ pub fn compress(ckpt: &Checkpoint, mut progress: impl FnMut(usize)) -> Result<Co
             }
             Class::Unknown => return Err(CompressError::UnknownTensor(name.clone())),
         }
-        progress(tensor.numel() * tensor.dtype.element_size());
+        progress(tensor.byte_len());
     }
 
     let file = WalshFile { version: 4, header_json: Cow::Owned(header_json), records };

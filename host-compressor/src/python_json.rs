@@ -1,9 +1,13 @@
 //! `json.dumps` as Python writes it by default, so the `.walsh` header is byte-identical to the
 //! Python compressor's: `", "` and `": "` separators, `ensure_ascii` escapes, Python float repr.
 
+use walsh_engine::format::MAX_HEADER_LEN;
+
 use crate::pickle::Value;
 
-/// Serialises a pickle value (dicts keep their order). Fails on values JSON cannot hold.
+/// Serialises a pickle value (dicts keep their order). Fails on values JSON cannot hold, and
+/// once the output is longer than a `.walsh` header may be: pickle values are shared, so a small
+/// pickle can describe a value whose text is exponentially long.
 pub fn dumps(value: &Value) -> Result<String, String> {
     let mut out = String::new();
     write(value, &mut out)?;
@@ -11,6 +15,10 @@ pub fn dumps(value: &Value) -> Result<String, String> {
 }
 
 fn write(value: &Value, out: &mut String) -> Result<(), String> {
+    // Every call writes at least one byte, so this bounds the calls as well as the output.
+    if out.len() > MAX_HEADER_LEN {
+        return Err(format!("the JSON is longer than the {MAX_HEADER_LEN}-byte header limit"));
+    }
     match value {
         Value::None => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -41,14 +49,14 @@ fn write(value: &Value, out: &mut String) -> Result<(), String> {
                         write(k, &mut key)?;
                         string(&key, out);
                     }
-                    other => return Err(format!("a {other:?} cannot be a JSON key")),
+                    other => return Err(format!("{} cannot be a JSON key", other.describe())),
                 }
                 out.push_str(": ");
                 write(v, out)?;
             }
             out.push('}');
         }
-        other => return Err(format!("{other:?} cannot be written as JSON")),
+        other => return Err(format!("{} cannot be written as JSON", other.describe())),
     }
     Ok(())
 }
@@ -138,15 +146,28 @@ mod tests {
 
     #[test]
     fn dicts_strings_and_keys_like_json_dumps() {
-        let v = Value::Dict(vec![
-            (Value::Str("n".into()), Value::Int(8)),
-            (Value::Str("bias".into()), Value::Bool(false)),
-            (Value::Str("name".into()), Value::Str("caf\u{e9} \"q\"\n\u{1f600}".into())),
-            (Value::Int(1), Value::List(vec![Value::None, Value::Float(0.5)])),
+        let v = Value::dict(vec![
+            (Value::str("n"), Value::Int(8)),
+            (Value::str("bias"), Value::Bool(false)),
+            (Value::str("name"), Value::str("caf\u{e9} \"q\"\n\u{1f600}")),
+            (Value::Int(1), Value::list(vec![Value::None, Value::Float(0.5)])),
         ]);
         assert_eq!(
             dumps(&v).unwrap(),
             r#"{"n": 8, "bias": false, "name": "caf\u00e9 \"q\"\n\ud83d\ude00", "1": [null, 0.5]}"#
         );
+    }
+
+    #[test]
+    fn output_is_capped_at_the_header_limit() {
+        // [[…[None, None]…], […]]: 2^40 leaves, 41 shared lists.
+        let mut v = Value::list(vec![Value::None, Value::None]);
+        for _ in 0..40 {
+            v = Value::list(vec![v.clone(), v]);
+        }
+        let err = dumps(&v).unwrap_err();
+        assert!(err.contains("header limit"), "{err}");
+        let small = Value::list(vec![Value::str(&"x".repeat(MAX_HEADER_LEN - 4))]);
+        assert_eq!(dumps(&small).unwrap().len(), MAX_HEADER_LEN);
     }
 }

@@ -226,7 +226,7 @@ impl Fixture {
     fn storages(&mut self) -> Vec<(String, StorageType)> {
         fn walk(v: &Value, out: &mut Vec<(String, StorageType)>) {
             match v {
-                Value::Tensor(t) => out.push((t.storage_key.clone(), t.dtype)),
+                Value::Tensor(t) => out.push((t.storage_key.to_string(), t.dtype)),
                 Value::Tuple(items) | Value::List(items) => items.iter().for_each(|i| walk(i, out)),
                 Value::Dict(items) => items.iter().for_each(|(k, v)| {
                     walk(k, out);
@@ -244,7 +244,7 @@ impl Fixture {
     fn tensor_storage(&mut self, name: &str) -> String {
         let root = pickle::load(self.pickle()).unwrap();
         match root.get("model").unwrap().get(name) {
-            Some(Value::Tensor(t)) => t.storage_key.clone(),
+            Some(Value::Tensor(t)) => t.storage_key.to_string(),
             other => panic!("{name}: {other:?}"),
         }
     }

@@ -163,12 +163,14 @@ impl<'f, 'a> Records<'f, 'a> {
             return Err(Self::wrong_kind(&name, b'B', record));
         };
         Self::shape_check(&name, &[8, out_o, in_o], t.shape.to_vec())?;
+        // Before unpacking: the values and their packed offsets take 16 bytes per weight, and the
+        // table a layer needs depends on its width alone.
+        let needed = in_o.div_ceil(GROUP).saturating_mul(GROUP_BYTES);
+        if needed > MAX_TABLE_BYTES {
+            return Err(LoadError::TooWide { name, needed, limit: MAX_TABLE_BYTES });
+        }
         let beta = self.half(&format!("{prefix}.beta"), HalfKind::Beta, &[out_o])?;
-        TernaryLinear::pack(in_o, out_o, &t.to_values(), beta).ok_or_else(|| LoadError::TooWide {
-            name,
-            needed: in_o.div_ceil(GROUP).saturating_mul(GROUP_BYTES),
-            limit: MAX_TABLE_BYTES,
-        })
+        TernaryLinear::pack(in_o, out_o, &t.to_values(), beta).ok_or(LoadError::TooWide { name, needed, limit: MAX_TABLE_BYTES })
     }
 
     fn quantized(&mut self, name: &str, rows: usize, cols: usize) -> Result<QuantizedMatrix, LoadError> {

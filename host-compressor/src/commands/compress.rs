@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
             println!("  [INFO] Stripped the torch.compile prefix '_orig_mod.' from tensor names");
         }
     }
-    let total: usize = checkpoint.tensors.iter().map(|(_, t)| t.numel() * t.dtype.element_size()).sum();
+    let total = checkpoint.tensors.iter().fold(0usize, |sum, (_, t)| sum.saturating_add(t.byte_len()));
     let bar = (log && input_bytes >= PROGRESS_MIN_BYTES && std::io::stdout().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
