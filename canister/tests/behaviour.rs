@@ -54,7 +54,7 @@ fn only_controllers_upload() {
     assert_eq!(r, Err(Error::NotAuthorized));
     let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &1u64, &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), stranger);
     assert_eq!(r, Err(Error::NotAuthorized));
-    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), stranger);
+    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None }).unwrap(), stranger);
     assert_eq!(r, Err(Error::NotAuthorized));
 }
 
@@ -193,7 +193,7 @@ fn a_caller_may_ask_for_a_smaller_call_budget() {
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(small), budget(total / 2), me);
     assert!(chunks.len() >= 3 && chunks.len() < 8, "{} calls", chunks.len());
     // Never more than the controller's setting.
-    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), default_controller());
+    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None }).unwrap(), default_controller());
     r.unwrap();
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(35_000_000_000), budget(35_000_000_000), me);
     assert!(chunks.len() >= 8, "{} calls", chunks.len());
