@@ -208,6 +208,11 @@ def find_icp():
     sys.exit("error: icp-cli not found (npm install -g @icp-sdk/icp-cli-linux-x64@1.5.0, or set ICP_BIN); or use dfx: WALSH_CLIENT=dfx")
 
 
+ANONYMOUS = "2vxsx-fae"
+# The identity this script creates in icp-cli's store when the default one is anonymous.
+VERIFY_IDENTITY = "walsh-verify"
+
+
 class Client:
     def __init__(self, tool, canister, network):
         self.tool, self.canister, self.network = tool, canister, network
@@ -224,10 +229,29 @@ class Client:
             sys.exit(f"error: WALSH_CLIENT must be icp or dfx, not {tool!r}")
         self.instructions = 0
         self.calls = 0
+        self.identity = []
+        # Sessions belong to an authenticated caller (the canister answers AnonymousCaller, and
+        # refuses anonymous session calls before they run). icp-cli's default identity is the
+        # anonymous one: then this script uses (and first creates) an identity of its own.
+        principal = self.run_tool(["identity", "principal"] if tool == "icp" else ["identity", "get-principal"]).strip()
+        if principal == ANONYMOUS:
+            if tool != "icp":
+                sys.exit("error: dfx's identity is anonymous, and sessions need an authenticated caller: `dfx identity use NAME` first")
+            listed = self.run_tool(["identity", "list"], check=False)
+            if VERIFY_IDENTITY not in listed.split():
+                self.run_tool(["identity", "new", VERIFY_IDENTITY, "--storage", "plaintext"])
+            self.identity = ["--identity", VERIFY_IDENTITY]
+            print(f"(icp-cli's identity is anonymous; calling as its identity {VERIFY_IDENTITY!r})", file=sys.stderr)
+
+    def run_tool(self, arguments, check=True):
+        done = subprocess.run([self.program, *arguments], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, DO_NOT_TRACK="1"))
+        if check and done.returncode != 0:
+            sys.exit(f"error: {self.tool} {' '.join(arguments)} exited with {done.returncode}: {done.stderr.strip()[:400]}")
+        return done.stdout
 
     def call(self, method, arg, query=False):
         if self.tool == "icp":
-            command = [self.program, "canister", "call", *self.where, self.canister, method, arg, "--json", "--candid", DID]
+            command = [self.program, "canister", "call", *self.where, *self.identity, self.canister, method, arg, "--json", "--candid", DID]
         else:
             command = [self.program, "canister", "call", *self.where, self.canister, method, arg, "--output", "json"]
         if query:

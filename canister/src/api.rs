@@ -21,7 +21,9 @@ pub struct UploadStatus {
     pub active_sha256: Option<Vec<u8>>,
 }
 
-/// Every way a call can fail; no argument makes the canister trap.
+/// Every way a call can fail. A well-typed argument never makes the canister trap; an
+/// ill-typed one (not Candid, or not this method's types) is refused by the IC's reject
+/// (`CanisterError`, "failed to decode") before the method runs, so nothing changes.
 #[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
 pub enum Error {
     /// Uploads and configuration are for controllers only.
@@ -40,9 +42,12 @@ pub enum Error {
     ChunkMismatch {
         offset: u64,
     },
+    /// Larger than a blob of this kind may be (a tokenizer: what one message can parse).
     BlobTooLarge {
         max: u64,
     },
+    /// Stable memory cannot grow to hold the upload (the subnet's or the canister's limit).
+    StableMemoryFull,
     SizeMismatch {
         expected: u64,
         received: u64,
@@ -55,6 +60,16 @@ pub enum Error {
     InvalidTokenizer(String),
     /// The tokenizer produces ids the model does not have.
     Incompatible(String),
+    /// Sessions are for authenticated callers (any non-anonymous identity, e.g. an ephemeral key).
+    AnonymousCaller,
+    /// The heap the call would need (a session or query at its full context) does not fit in
+    /// the heap budget the controller set: try later, or ask for fewer tokens.
+    HeapBudgetExceeded {
+        needed: u64,
+        available: u64,
+    },
+    /// A failure of the canister itself, not of the arguments (a bug to report).
+    Internal(String),
     EmptyPrompt,
     PromptTooLong {
         tokens: u64,
@@ -162,6 +177,9 @@ pub struct TokenizerInfo {
     pub vocab_size: u32,
     pub bytes: u64,
     pub sha256: Vec<u8>,
+    /// Model ids the tokenizer has no token for (a padded vocabulary): generated, they appear
+    /// in `ids` and as U+FFFD in `text`.
+    pub unknown_ids: u32,
 }
 
 #[derive(CandidType, Deserialize, Debug, Clone, PartialEq)]
@@ -175,6 +193,10 @@ pub struct Stats {
     /// Instructions per generated token of recent calls (newest last).
     pub recent_instructions_per_token: Vec<u64>,
     pub call_budget: u64,
+    /// The controller's heap budget, and how much of it the model, the tokenizer and the
+    /// running sessions (each at its full context) hold.
+    pub heap_budget_bytes: u64,
+    pub heap_reserved_bytes: u64,
 }
 
 /// Settings a controller may change (`init`, `configure`).
@@ -186,4 +208,9 @@ pub struct Settings {
     pub max_sessions_per_caller: Option<u32>,
     /// Sessions idle longer than this end.
     pub session_timeout_seconds: Option<u64>,
+    /// Heap that the model, the tokenizer and every running session at its full context may
+    /// hold together; sessions and queries beyond it get `HeapBudgetExceeded`. Keep it below the
+    /// canister's `wasm_memory_limit` by room for an upload's activation (the new model's file
+    /// twice, while the old one still serves). [2 GiB, for the IC's default 3 GiB limit]
+    pub heap_budget_bytes: Option<u64>,
 }

@@ -1,5 +1,8 @@
 //! The canister's Candid endpoints: each one gathers the caller, the time and the instruction
-//! counter, then calls the service. No argument can make them trap: every failure is an `Err`.
+//! counter, then calls the service. No well-typed argument can make them trap: every failure is
+//! an `Err`. Ill-typed arguments trap in ic-cdk's decoder before the method runs (the IC's
+//! reject; nothing changes): a `decode_with` hook would answer a typed error, but it replaces the
+//! method's arguments by one blob in the exported interface, which clients build their calls from.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -66,6 +69,21 @@ fn init(settings: Option<Settings>) {
 fn post_upgrade() {
     // Weights and settings live in stable memory; sessions (heap) end with the upgrade.
     start(None);
+}
+
+/// Refuses, before they cost the canister cycles, ingress calls the methods would refuse anyway:
+/// uploads and configuration from non-controllers, session calls from the anonymous principal.
+#[ic_cdk::inspect_message]
+fn inspect_message() {
+    let caller = ic_cdk::api::msg_caller();
+    let accepted = match ic_cdk::api::msg_method_name().as_str() {
+        "upload_start" | "upload_chunk" | "upload_finish" | "configure" => ic_cdk::api::is_controller(&caller),
+        "session_start" | "session_continue" | "session_cancel" => caller != candid::Principal::anonymous(),
+        _ => true,
+    };
+    if accepted {
+        ic_cdk::api::accept_message();
+    }
 }
 
 #[ic_cdk::update]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use candid::{Encode, Principal};
+use candid::{Decode, Encode, Principal};
 use common::{Canister, greedy, tokenizer_json};
 use ic_host::host::{Response, default_controller};
 use sha2::{Digest, Sha256};
@@ -48,14 +48,27 @@ fn upgrade_keeps_the_model_and_its_answers() {
 fn only_controllers_upload() {
     let Some((mut c, _, _)) = ready() else { return };
     let stranger = user("stranger");
-    let r: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), stranger);
-    assert_eq!(r, Err(Error::NotAuthorized));
-    let r: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap(), stranger);
-    assert_eq!(r, Err(Error::NotAuthorized));
-    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &1u64, &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), stranger);
-    assert_eq!(r, Err(Error::NotAuthorized));
-    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), stranger);
-    assert_eq!(r, Err(Error::NotAuthorized));
+    let settings = Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
+    let calls = [
+        ("upload_start", Encode!(&BlobKind::Model).unwrap()),
+        ("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap()),
+        ("upload_finish", Encode!(&BlobKind::Model, &1u64, &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap()),
+        ("configure", Encode!(&settings).unwrap()),
+    ];
+    for (method, arg) in calls {
+        // An ingress message: refused by inspect_message before it costs the canister cycles.
+        let out = c.host.update(method, &arg, stranger).unwrap();
+        assert!(matches!(&out.response, Response::Reject { message, .. } if message.contains("inspect_message")), "{method}: {:?}", out.response);
+        // Past inspection (a call from another canister is not inspected): the typed error.
+        let out = c.host.execute_update(method, &arg, stranger).unwrap();
+        let Response::Reply(bytes) = out.response else { panic!("{method}: {:?}", out.response) };
+        let error = match method {
+            "upload_finish" => Decode!(&bytes, Result<ModelInfo, Error>).unwrap().err(),
+            "configure" => Decode!(&bytes, Result<(), Error>).unwrap().err(),
+            _ => Decode!(&bytes, Result<UploadStatus, Error>).unwrap().err(),
+        };
+        assert_eq!(error, Some(Error::NotAuthorized), "{method}");
+    }
 }
 
 #[test]
@@ -193,7 +206,7 @@ fn a_caller_may_ask_for_a_smaller_call_budget() {
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(small), budget(total / 2), me);
     assert!(chunks.len() >= 3 && chunks.len() < 8, "{} calls", chunks.len());
     // Never more than the controller's setting.
-    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None }).unwrap(), default_controller());
+    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None }).unwrap(), default_controller());
     r.unwrap();
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(35_000_000_000), budget(35_000_000_000), me);
     assert!(chunks.len() >= 8, "{} calls", chunks.len());

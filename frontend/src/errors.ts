@@ -67,6 +67,14 @@ export function describe(e: Error_): string {
       return `The upload is ${n(e.SizeMismatch.received)} bytes, not the ${n(e.SizeMismatch.expected)} announced.`;
     case 'HashMismatch':
       return 'The uploaded bytes do not match their sha256.';
+    case 'StableMemoryFull':
+      return 'The canister’s stable memory cannot grow to hold the file.';
+    case 'AnonymousCaller':
+      return 'Generations belong to a signed-in caller, and this page called anonymously. Reload the page (it makes a key for you).';
+    case 'HeapBudgetExceeded':
+      return `The canister is busy: its memory for generations is taken (${n(e.HeapBudgetExceeded.available)} bytes free, this one may need ${n(e.HeapBudgetExceeded.needed)}). Try again in a moment, or ask for fewer tokens.`;
+    case 'Internal':
+      return `The canister failed on its side: ${e.Internal}.`;
   }
 }
 

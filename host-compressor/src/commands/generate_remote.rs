@@ -52,7 +52,11 @@ pub fn run(args: Args) -> Result<()> {
         top_p: args.top_p,
         seed: Some(args.seed),
     };
-    let identity = args.target.identity()?;
+    let mut identity = args.target.identity()?;
+    if identity.is_anonymous() && !args.query {
+        // Sessions belong to an authenticated caller: without an identity, a key for this run.
+        identity = host_compressor::ic::identity::LoadedIdentity::ephemeral()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let walsh = args.target.connect(&identity).await?;

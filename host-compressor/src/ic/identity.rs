@@ -31,6 +31,16 @@ impl LoadedIdentity {
         LoadedIdentity { identity: Arc::new(AnonymousIdentity), label: label.to_string(), principal: Principal::anonymous() }
     }
 
+    /// A fresh Ed25519 key for this run only: what a session needs (an authenticated caller that
+    /// owns it) when no identity is at hand. Nothing is stored; the canister sees a new principal.
+    pub fn ephemeral() -> Result<LoadedIdentity> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for an ephemeral key: {e}"))?;
+        let identity = BasicIdentity::from_raw_key(&key);
+        let principal = identity.sender().map_err(|e| anyhow::anyhow!("ephemeral key: {e}"))?;
+        Ok(LoadedIdentity { identity: Arc::new(identity), label: "an ephemeral key".into(), principal })
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.principal == Principal::anonymous()
     }
