@@ -48,6 +48,8 @@ fn run_walsh(args: &[&str]) -> Outcome {
         });
     }
     let started = Instant::now();
+    // Reaped by wait4 below (which also gives its rusage), not by Child::wait.
+    #[allow(clippy::zombie_processes)]
     let mut child = command.spawn().expect("run walsh");
     let mut pipe = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
