@@ -112,7 +112,6 @@ fn long_context() -> (Canister, Vec<u8>) {
 }
 
 #[test]
-#[ignore = "needs prefill pausing inside a layer (h9-kernels)"]
 fn f3_a_prompt_as_long_as_the_context_completes_through_sessions() {
     let (mut c, _) = long_context();
     let prompt = "All the world's a stage. ".repeat(200)[..4096].to_string();
@@ -129,7 +128,6 @@ fn f3_a_prompt_as_long_as_the_context_completes_through_sessions() {
 }
 
 #[test]
-#[ignore = "needs prefill pausing inside a layer (h9-kernels)"]
 fn f3_a_long_query_prompt_is_a_typed_error_or_a_paused_result() {
     let (mut c, _) = long_context();
     let prompt = "All the world's a stage. ".repeat(100)[..2000].to_string();
