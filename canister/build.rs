@@ -10,23 +10,11 @@ use std::path::{Path, PathBuf};
 
 /// Files at least this large are also embedded gzip-compressed, when that saves space.
 const GZIP_FROM: usize = 1024;
-const COMPRESSIBLE: &[&str] = &[
-    "html",
-    "js",
-    "mjs",
-    "css",
-    "svg",
-    "json",
-    "txt",
-    "webmanifest",
-    "map",
-];
+const COMPRESSIBLE: &[&str] = &["html", "js", "mjs", "css", "svg", "json", "txt", "webmanifest", "map"];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WALSH_FRONTEND_DIST");
-    let manifest = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
-    );
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dist = match std::env::var_os("WALSH_FRONTEND_DIST") {
         Some(dir) => PathBuf::from(dir),
@@ -57,27 +45,15 @@ fn main() {
     code.push_str("pub static FILES: &[(&str, &[u8])] = &[\n");
     for (name, path) in &files {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        writeln!(
-            code,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
+        writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
         let extension = name.rsplit('.').next().unwrap_or("");
         if bytes.len() >= GZIP_FROM && COMPRESSIBLE.contains(&extension) {
             let compressed = gzip(&bytes);
             if compressed.len() < bytes.len() {
                 let gz_path = gz_dir.join(format!("{name}.gz"));
-                std::fs::create_dir_all(gz_path.parent().expect("a file has a parent"))
-                    .expect("create the gzip directory");
+                std::fs::create_dir_all(gz_path.parent().expect("a file has a parent")).expect("create the gzip directory");
                 std::fs::write(&gz_path, compressed).expect("write a gzip-compressed file");
-                writeln!(
-                    code,
-                    "    ({:?}, include_bytes!({:?})),",
-                    format!("{name}.gz"),
-                    gz_path.display().to_string()
-                )
-                .unwrap();
+                writeln!(code, "    ({:?}, include_bytes!({:?})),", format!("{name}.gz"), gz_path.display().to_string()).unwrap();
             }
         }
     }
@@ -94,11 +70,7 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             collect(root, &path, files);
         } else {
             let relative = path.strip_prefix(root).expect("below the root");
-            let name = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
+            let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             let absolute = std::fs::canonicalize(&path).unwrap_or(path);
             files.push((name, absolute));
         }
@@ -107,12 +79,8 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     // No file name and a zero time in the header: the same input gives the same module.
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    encoder
-        .write_all(bytes)
-        .expect("writing to a Vec cannot fail");
+    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 

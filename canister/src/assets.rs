@@ -67,22 +67,11 @@ pub fn router() -> AssetRouter<'static> {
         }
         let extension = path.rsplit('.').next().unwrap_or("");
         let mut headers = security_headers();
-        let cache = if path.starts_with("assets/") {
-            "public, max-age=31536000, immutable"
-        } else {
-            "public, no-cache"
-        };
+        let cache = if path.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "public, no-cache" };
         headers.push(("cache-control".to_string(), cache.to_string()));
-        let encodings = if files().iter().any(|(p, _)| *p == format!("{path}.gz")) {
-            vec![AssetEncoding::Gzip.default_config()]
-        } else {
-            vec![]
-        };
+        let encodings = if files().iter().any(|(p, _)| *p == format!("{path}.gz")) { vec![AssetEncoding::Gzip.default_config()] } else { vec![] };
         let (fallback_for, aliased_by) = if *path == "index.html" {
-            let fallback = AssetFallbackConfig {
-                scope: "/".to_string(),
-                status_code: Some(StatusCode::OK),
-            };
+            let fallback = AssetFallbackConfig { scope: "/".to_string(), status_code: Some(StatusCode::OK) };
             (vec![fallback], vec!["/".to_string()])
         } else {
             (vec![], vec![])
@@ -97,9 +86,7 @@ pub fn router() -> AssetRouter<'static> {
         });
     }
     let mut router = AssetRouter::default();
-    router
-        .certify_assets(assets, configs)
-        .expect("the embedded files certify (build.rs gives each a unique path)");
+    router.certify_assets(assets, configs).expect("the embedded files certify (build.rs gives each a unique path)");
     router
 }
 
@@ -107,17 +94,10 @@ pub fn router() -> AssetRouter<'static> {
 /// canister's, from `ic0.data_certificate_copy`). Requests no asset answers (only methods other
 /// than GET and HEAD: every path falls back to `index.html`) get an uncertified 405 or 404,
 /// which gateways refuse to pass on as the page.
-pub fn serve(
-    router: &AssetRouter<'static>,
-    data_certificate: &[u8],
-    request: &HttpRequest,
-) -> HttpResponse<'static> {
+pub fn serve(router: &AssetRouter<'static>, data_certificate: &[u8], request: &HttpRequest) -> HttpResponse<'static> {
     let method = request.method().as_str();
     if method != "GET" && method != "HEAD" {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Only GET and HEAD are served.",
-        );
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "Only GET and HEAD are served.");
     }
     match router.serve_asset(data_certificate, request) {
         Ok(response) => response,
@@ -128,10 +108,7 @@ pub fn serve(
 fn plain(status: StatusCode, text: &str) -> HttpResponse<'static> {
     HttpResponse::builder()
         .with_status_code(status)
-        .with_headers(vec![(
-            "content-type".to_string(),
-            "text/plain; charset=utf-8".to_string(),
-        )])
+        .with_headers(vec![("content-type".to_string(), "text/plain; charset=utf-8".to_string())])
         .with_body(text.as_bytes().to_vec())
         .build()
 }

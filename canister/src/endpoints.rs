@@ -23,17 +23,10 @@ thread_local! {
 fn with<R>(f: impl FnOnce(&mut Service<DefaultMemoryImpl>, &Context<'_>) -> R) -> R {
     let caller = ic_cdk::api::msg_caller();
     let counter = || ic_cdk::api::instruction_counter();
-    let ctx = Context {
-        caller,
-        is_controller: ic_cdk::api::is_controller(&caller),
-        now_ns: ic_cdk::api::time(),
-        instructions: &counter,
-    };
+    let ctx = Context { caller, is_controller: ic_cdk::api::is_controller(&caller), now_ns: ic_cdk::api::time(), instructions: &counter };
     SERVICE.with(|s| {
         let mut s = s.borrow_mut();
-        let service = s
-            .as_mut()
-            .expect("the service is created in init and post_upgrade");
+        let service = s.as_mut().expect("the service is created in init and post_upgrade");
         f(service, &ctx)
     })
 }
@@ -41,8 +34,8 @@ fn with<R>(f: impl FnOnce(&mut Service<DefaultMemoryImpl>, &Context<'_>) -> R) -
 fn start(settings: Option<Settings>) {
     // A stored model that no longer loads is a bug to surface loudly: the install or upgrade
     // fails and the previous code stays.
-    let service = Service::new(DefaultMemoryImpl::default(), settings)
-        .unwrap_or_else(|e| ic_cdk::trap(format!("cannot load the stored model: {e:?}")));
+    let service =
+        Service::new(DefaultMemoryImpl::default(), settings).unwrap_or_else(|e| ic_cdk::trap(format!("cannot load the stored model: {e:?}")));
     SERVICE.with(|s| *s.borrow_mut() = Some(service));
     let page = crate::assets::router();
     ic_cdk::api::certified_data_set(page.root_hash());
@@ -92,11 +85,7 @@ fn upload_start(kind: BlobKind) -> Result<UploadStatus, Error> {
 }
 
 #[ic_cdk::update]
-fn upload_chunk(
-    kind: BlobKind,
-    offset: u64,
-    bytes: serde_bytes::ByteBuf,
-) -> Result<UploadStatus, Error> {
+fn upload_chunk(kind: BlobKind, offset: u64, bytes: serde_bytes::ByteBuf) -> Result<UploadStatus, Error> {
     with(|s, ctx| s.upload_chunk(ctx, kind, offset, &bytes))
 }
 
@@ -106,11 +95,7 @@ fn upload_status(kind: BlobKind) -> UploadStatus {
 }
 
 #[ic_cdk::update]
-fn upload_finish(
-    kind: BlobKind,
-    size: u64,
-    sha256: serde_bytes::ByteBuf,
-) -> Result<ModelInfo, Error> {
+fn upload_finish(kind: BlobKind, size: u64, sha256: serde_bytes::ByteBuf) -> Result<ModelInfo, Error> {
     with(|s, ctx| s.upload_finish(ctx, kind, size, sha256.into_vec()))
 }
 
@@ -120,10 +105,7 @@ fn generate(request: GenerateRequest) -> Result<Generation, Error> {
 }
 
 #[ic_cdk::update]
-fn session_start(
-    request: GenerateRequest,
-    options: Option<CallOptions>,
-) -> Result<SessionChunk, Error> {
+fn session_start(request: GenerateRequest, options: Option<CallOptions>) -> Result<SessionChunk, Error> {
     with(|s, ctx| s.session_start(ctx, request, options))
 }
 
@@ -161,9 +143,7 @@ fn http_request(request: HttpRequest<'static>) -> HttpResponse<'static> {
     let certificate = ic_cdk::api::data_certificate().unwrap_or_default();
     PAGE.with(|p| {
         let page = p.borrow();
-        let page = page
-            .as_ref()
-            .expect("the page is certified in init and post_upgrade");
+        let page = page.as_ref().expect("the page is certified in init and post_upgrade");
         crate::assets::serve(page, &certificate, &request)
     })
 }
@@ -181,10 +161,7 @@ thread_local! {
 
 /// The custom getrandom backend (see .cargo/config.toml): keeps the wasm free of non-ic0 imports.
 #[unsafe(no_mangle)]
-unsafe extern "Rust" fn __getrandom_v03_custom(
-    dest: *mut u8,
-    len: usize,
-) -> Result<(), getrandom::Error> {
+unsafe extern "Rust" fn __getrandom_v03_custom(dest: *mut u8, len: usize) -> Result<(), getrandom::Error> {
     // SAFETY: getrandom passes a writable buffer of `len` bytes.
     let buf = unsafe { std::slice::from_raw_parts_mut(dest, len) };
     HASH_SEED.with(|r| rand_core::RngCore::fill_bytes(&mut *r.borrow_mut(), buf));

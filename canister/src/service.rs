@@ -79,9 +79,7 @@ impl Session {
 /// A caller's requested per-call budget, checked.
 fn requested_budget(options: Option<&CallOptions>) -> Result<Option<u64>, Error> {
     match options.and_then(|o| o.call_budget) {
-        Some(budget) if budget < MIN_CALL_BUDGET => Err(Error::InvalidArgument(format!(
-            "call_budget must be at least {MIN_CALL_BUDGET}"
-        ))),
+        Some(budget) if budget < MIN_CALL_BUDGET => Err(Error::InvalidArgument(format!("call_budget must be at least {MIN_CALL_BUDGET}"))),
         budget => Ok(budget),
     }
 }
@@ -119,12 +117,7 @@ struct Budget<'a> {
 impl<'a> Budget<'a> {
     fn new(instructions: &'a dyn Fn() -> u64, limit: u64) -> Budget<'a> {
         let now = instructions();
-        Budget {
-            instructions,
-            limit,
-            last: now,
-            largest_step: 0,
-        }
+        Budget { instructions, limit, last: now, largest_step: 0 }
     }
 
     fn may_continue(&mut self) -> bool {
@@ -168,12 +161,10 @@ impl<M: Memory + Clone> Service<M> {
         if let Some(bytes) = service.storage.active_bytes(BlobKind::Model) {
             service.header_json = header_of(&bytes);
             // The model keeps the file bytes and reads its int8 embedding in place.
-            service.model =
-                Some(Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?);
+            service.model = Some(Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?);
         }
         if let Some(bytes) = service.storage.active_bytes(BlobKind::Tokenizer) {
-            let tokenizer =
-                Tokenizer::from_json(&bytes).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+            let tokenizer = Tokenizer::from_json(&bytes).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
             warm_up(&tokenizer);
             service.tokenizer = Some(tokenizer);
         }
@@ -191,15 +182,11 @@ impl<M: Memory + Clone> Service<M> {
     fn apply_settings(&mut self, s: Settings) -> Result<(), Error> {
         if let Some(budget) = s.call_budget {
             if !(MIN_CALL_BUDGET..=MAX_CALL_BUDGET).contains(&budget) {
-                return Err(Error::InvalidArgument(format!(
-                    "call_budget must be in {MIN_CALL_BUDGET}..={MAX_CALL_BUDGET}"
-                )));
+                return Err(Error::InvalidArgument(format!("call_budget must be in {MIN_CALL_BUDGET}..={MAX_CALL_BUDGET}")));
             }
         }
         if s.max_sessions == Some(0) || s.max_sessions_per_caller == Some(0) {
-            return Err(Error::InvalidArgument(
-                "session limits must be at least 1".into(),
-            ));
+            return Err(Error::InvalidArgument("session limits must be at least 1".into()));
         }
         if s.heap_budget_bytes.is_some_and(|b| !(MIN_HEAP_BUDGET..=MAX_HEAP_BUDGET).contains(&b)) {
             return Err(Error::InvalidArgument(format!("heap_budget_bytes must be in {MIN_HEAP_BUDGET}..={MAX_HEAP_BUDGET}")));
@@ -207,12 +194,8 @@ impl<M: Memory + Clone> Service<M> {
         self.storage.update_meta(|m| {
             m.call_budget = s.call_budget.unwrap_or(m.call_budget);
             m.max_sessions = s.max_sessions.unwrap_or(m.max_sessions);
-            m.max_sessions_per_caller = s
-                .max_sessions_per_caller
-                .unwrap_or(m.max_sessions_per_caller);
-            m.session_timeout_seconds = s
-                .session_timeout_seconds
-                .unwrap_or(m.session_timeout_seconds);
+            m.max_sessions_per_caller = s.max_sessions_per_caller.unwrap_or(m.max_sessions_per_caller);
+            m.session_timeout_seconds = s.session_timeout_seconds.unwrap_or(m.session_timeout_seconds);
             m.heap_budget_bytes = s.heap_budget_bytes.or(m.heap_budget_bytes);
         });
         Ok(())
@@ -238,11 +221,7 @@ impl<M: Memory + Clone> Service<M> {
         }
     }
 
-    pub fn upload_start(
-        &mut self,
-        ctx: &Context<'_>,
-        kind: BlobKind,
-    ) -> Result<UploadStatus, Error> {
+    pub fn upload_start(&mut self, ctx: &Context<'_>, kind: BlobKind) -> Result<UploadStatus, Error> {
         if !ctx.is_controller {
             return Err(Error::NotAuthorized);
         }
@@ -252,29 +231,19 @@ impl<M: Memory + Clone> Service<M> {
 
     /// Writes `bytes` at `offset`. A chunk repeated after a timeout (same bytes, same offset) is
     /// accepted again without effect; the data must otherwise continue where it stops.
-    pub fn upload_chunk(
-        &mut self,
-        ctx: &Context<'_>,
-        kind: BlobKind,
-        offset: u64,
-        bytes: &[u8],
-    ) -> Result<UploadStatus, Error> {
+    pub fn upload_chunk(&mut self, ctx: &Context<'_>, kind: BlobKind, offset: u64, bytes: &[u8]) -> Result<UploadStatus, Error> {
         if !ctx.is_controller {
             return Err(Error::NotAuthorized);
         }
         if bytes.len() > MAX_CHUNK {
-            return Err(Error::ChunkTooLarge {
-                max: MAX_CHUNK as u64,
-            });
+            return Err(Error::ChunkTooLarge { max: MAX_CHUNK as u64 });
         }
         let blob = self.storage.blob(kind).clone();
         if !blob.uploading {
             return Err(Error::UploadNotStarted);
         }
         if offset > blob.received {
-            return Err(Error::ChunkOutOfOrder {
-                expected_offset: blob.received,
-            });
+            return Err(Error::ChunkOutOfOrder { expected_offset: blob.received });
         }
         // Bytes already received must match; the rest is appended (with the hash, in stable
         // memory: no later call, after an upgrade either, hashes the staged bytes again).
@@ -291,13 +260,7 @@ impl<M: Memory + Clone> Service<M> {
 
     /// Verifies size and sha256, parses and validates the blob, and only then makes it active.
     /// On any failure the previous blob keeps serving and the upload can be retried.
-    pub fn upload_finish(
-        &mut self,
-        ctx: &Context<'_>,
-        kind: BlobKind,
-        size: u64,
-        sha256: Vec<u8>,
-    ) -> Result<ModelInfo, Error> {
+    pub fn upload_finish(&mut self, ctx: &Context<'_>, kind: BlobKind, size: u64, sha256: Vec<u8>) -> Result<ModelInfo, Error> {
         if !ctx.is_controller {
             return Err(Error::NotAuthorized);
         }
@@ -306,18 +269,12 @@ impl<M: Memory + Clone> Service<M> {
             return Err(Error::UploadNotStarted);
         }
         if blob.received != size {
-            return Err(Error::SizeMismatch {
-                expected: size,
-                received: blob.received,
-            });
+            return Err(Error::SizeMismatch { expected: size, received: blob.received });
         }
         // Metadata from before the hash was kept has none: that upload must start again.
         let actual = blob.hash.as_ref().ok_or(Error::UploadNotStarted)?.finish();
         if actual != sha256 {
-            return Err(Error::HashMismatch {
-                expected: sha256,
-                actual,
-            });
+            return Err(Error::HashMismatch { expected: sha256, actual });
         }
         let bytes = self.storage.staging_bytes(kind);
         // Nothing of the service changes until every check has passed.
@@ -325,8 +282,7 @@ impl<M: Memory + Clone> Service<M> {
             BlobKind::Model => {
                 let header_json = header_of(&bytes);
                 // The model keeps the file bytes and reads its int8 embedding in place.
-                let model =
-                    Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?;
+                let model = Model::load_owned(bytes).map_err(|e| Error::InvalidModel(e.to_string()))?;
                 let vocabulary = self.tokenizer.as_ref().map(|t| Vocabulary::check(&model, t)).transpose()?;
                 self.storage.activate(kind, actual);
                 self.header_json = header_json;
@@ -334,8 +290,7 @@ impl<M: Memory + Clone> Service<M> {
                 self.vocabulary = vocabulary;
             }
             BlobKind::Tokenizer => {
-                let tokenizer = Tokenizer::from_json(&bytes)
-                    .map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
+                let tokenizer = Tokenizer::from_json(&bytes).map_err(|e| Error::InvalidTokenizer(e.to_string()))?;
                 // A tokenizer is checked against the model it serves: without one it stays staged
                 // (finish it again once a model is active) and nothing changes.
                 let model = self.model.as_ref().ok_or(Error::NoModel)?;
@@ -427,9 +382,7 @@ impl<M: Memory + Clone> Service<M> {
 }
 
 fn header_of(bytes: &[u8]) -> Option<String> {
-    walsh_engine::format::WalshFile::parse(bytes)
-        .ok()
-        .map(|f| f.header_json.to_string())
+    walsh_engine::format::WalshFile::parse(bytes).ok().map(|f| f.header_json.to_string())
 }
 
 /// The first `encode` initialises regex and Unicode tables (~20 M instructions); doing it once
@@ -464,9 +417,7 @@ impl Vocabulary {
             }
         };
         if let Some((token, id)) = largest.filter(|&(_, id)| id as usize >= model_vocab) {
-            return Err(Error::Incompatible(format!(
-                "the tokenizer maps {token:?} to id {id}, but the model's ids are 0..{model_vocab}"
-            )));
+            return Err(Error::Incompatible(format!("the tokenizer maps {token:?} to id {id}, but the model's ids are 0..{model_vocab}")));
         }
         let unknown = u32::try_from(model_vocab.saturating_sub(distinct)).unwrap_or(u32::MAX);
         Ok(Vocabulary { unknown })
@@ -513,23 +464,14 @@ impl<M: Memory + Clone> Service<M> {
             return Err(Error::EmptyPrompt);
         }
         if request.prompt.len() > MAX_PROMPT_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "the prompt is longer than {MAX_PROMPT_BYTES} bytes"
-            )));
+            return Err(Error::InvalidArgument(format!("the prompt is longer than {MAX_PROMPT_BYTES} bytes")));
         }
         if request.max_tokens == 0 || request.max_tokens > MAX_TOKENS {
-            return Err(Error::InvalidArgument(format!(
-                "max_tokens must be in 1..={MAX_TOKENS}"
-            )));
+            return Err(Error::InvalidArgument(format!("max_tokens must be in 1..={MAX_TOKENS}")));
         }
-        let sampling = SamplingParams {
-            temperature: request.temperature.unwrap_or(0.0),
-            top_k: request.top_k.map(|k| k as usize),
-            top_p: request.top_p,
-        };
-        sampling
-            .validate()
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let sampling =
+            SamplingParams { temperature: request.temperature.unwrap_or(0.0), top_k: request.top_k.map(|k| k as usize), top_p: request.top_p };
+        sampling.validate().map_err(|e| Error::InvalidArgument(e.to_string()))?;
         // Any text encodes (a character the vocabulary lacks is dropped or becomes an unknown
         // token): a failure here is the tokenizer's, not the caller's.
         let prompt_ids = tokenizer.encode(&request.prompt).map_err(internal)?;
@@ -538,28 +480,16 @@ impl<M: Memory + Clone> Service<M> {
         }
         let limit = model.config.block_size;
         if prompt_ids.len() > limit {
-            return Err(Error::PromptTooLong {
-                tokens: prompt_ids.len() as u64,
-                limit: limit as u64,
-            });
+            return Err(Error::PromptTooLong { tokens: prompt_ids.len() as u64, limit: limit as u64 });
         }
         let seed = match request.seed {
             Some(seed) => seed,
             // Mixed with the time so that queries (whose state changes never persist) differ.
             None => self.seeds.next_u64() ^ now_ns.rotate_left(17),
         };
-        let options = GenerateOptions {
-            max_tokens: request.max_tokens as usize,
-            sampling,
-            seed,
-            stop_token: tokenizer.end_of_text(),
-        };
+        let options = GenerateOptions { max_tokens: request.max_tokens as usize, sampling, seed, stop_token: tokenizer.end_of_text() };
         let heap_bytes = generation_heap(model, prompt_ids.len(), options.max_tokens);
-        Ok(Prepared {
-            prompt_ids,
-            options,
-            heap_bytes,
-        })
+        Ok(Prepared { prompt_ids, options, heap_bytes })
     }
 
     fn new_generator(&self, prepared: &Prepared) -> Result<Generator, Error> {
@@ -571,11 +501,7 @@ impl<M: Memory + Clone> Service<M> {
     }
 
     /// One-shot generation inside a query's budget: as many tokens as fit, then `Budget`.
-    pub fn generate(
-        &mut self,
-        ctx: &Context<'_>,
-        request: GenerateRequest,
-    ) -> Result<Generation, Error> {
+    pub fn generate(&mut self, ctx: &Context<'_>, request: GenerateRequest) -> Result<Generation, Error> {
         let start = (ctx.instructions)();
         let prepared = self.prepare(&request, ctx.now_ns)?;
         self.admit(prepared.heap_bytes)?;
@@ -618,13 +544,8 @@ impl<M: Memory + Clone> Service<M> {
     // ---- sessions --------------------------------------------------------------------------
 
     fn expire(&mut self, now_ns: u64) {
-        let timeout = self
-            .storage
-            .meta()
-            .session_timeout_seconds
-            .saturating_mul(1_000_000_000);
-        self.sessions
-            .retain(|_, s| now_ns.saturating_sub(s.last_active_ns) <= timeout);
+        let timeout = self.storage.meta().session_timeout_seconds.saturating_mul(1_000_000_000);
+        self.sessions.retain(|_, s| now_ns.saturating_sub(s.last_active_ns) <= timeout);
     }
 
     /// A fresh session id: random (from the `raw_rand`-seeded stream), so that ids say nothing
@@ -640,12 +561,7 @@ impl<M: Memory + Clone> Service<M> {
 
     /// Starts a session and runs it as far as this call's budget allows. The session exists only
     /// if this call succeeds (its id is in the answer).
-    pub fn session_start(
-        &mut self,
-        ctx: &Context<'_>,
-        request: GenerateRequest,
-        options: Option<CallOptions>,
-    ) -> Result<SessionChunk, Error> {
+    pub fn session_start(&mut self, ctx: &Context<'_>, request: GenerateRequest, options: Option<CallOptions>) -> Result<SessionChunk, Error> {
         if ctx.caller == Principal::anonymous() {
             return Err(Error::AnonymousCaller);
         }
@@ -653,24 +569,16 @@ impl<M: Memory + Clone> Service<M> {
         let call_budget = requested_budget(options.as_ref())?;
         // A finished session only waits to be read: the caller's own make room for the new one,
         // and the limits count running sessions only.
-        self.sessions
-            .retain(|_, s| !(s.owner == ctx.caller && s.finished()));
+        self.sessions.retain(|_, s| !(s.owner == ctx.caller && s.finished()));
         let meta = self.storage.meta();
-        let (total, per_caller) = (
-            meta.max_sessions as usize,
-            meta.max_sessions_per_caller as usize,
-        );
+        let (total, per_caller) = (meta.max_sessions as usize, meta.max_sessions_per_caller as usize);
         self.drop_oldest_finished(total);
         let running = self.sessions.values().filter(|s| !s.finished());
         if running.clone().count() >= total {
-            return Err(Error::TooManySessions {
-                limit: total as u64,
-            });
+            return Err(Error::TooManySessions { limit: total as u64 });
         }
         if running.filter(|s| s.owner == ctx.caller).count() >= per_caller {
-            return Err(Error::TooManySessions {
-                limit: per_caller as u64,
-            });
+            return Err(Error::TooManySessions { limit: per_caller as u64 });
         }
         let prepared = self.prepare(&request, ctx.now_ns)?;
         self.admit(prepared.heap_bytes)?;
@@ -720,12 +628,7 @@ impl<M: Memory + Clone> Service<M> {
     /// Continues a session for one call's budget: the rest of the prompt, then tokens.
     /// The budget is the one `options` asks for, else the session's, else the controller's,
     /// and never more than the controller's.
-    pub fn session_continue(
-        &mut self,
-        ctx: &Context<'_>,
-        id: u64,
-        options: Option<CallOptions>,
-    ) -> Result<SessionChunk, Error> {
+    pub fn session_continue(&mut self, ctx: &Context<'_>, id: u64, options: Option<CallOptions>) -> Result<SessionChunk, Error> {
         self.expire(ctx.now_ns);
         requested_budget(options.as_ref())?;
         self.own_session(ctx, id)?;
@@ -747,9 +650,7 @@ impl<M: Memory + Clone> Service<M> {
             return Ok(SessionChunk { session: id, text: String::new(), ids: Vec::new(), prompt_remaining: 0, stop: session.stop, instructions: 0 });
         };
         session.last_active_ns = ctx.now_ns;
-        let call_budget = requested
-            .or(session.call_budget)
-            .map_or(limit, |b| b.min(limit));
+        let call_budget = requested.or(session.call_budget).map_or(limit, |b| b.min(limit));
         let mut budget = Budget::new(ctx.instructions, start.saturating_add(call_budget));
         let mut ids = Vec::new();
         let mut text = String::new();
@@ -777,14 +678,7 @@ impl<M: Memory + Clone> Service<M> {
         }
         let instructions = (ctx.instructions)().saturating_sub(start);
         self.record(instructions, ids.len());
-        Ok(SessionChunk {
-            session: id,
-            text,
-            ids,
-            prompt_remaining,
-            stop: session.stop,
-            instructions,
-        })
+        Ok(SessionChunk { session: id, text, ids, prompt_remaining, stop: session.stop, instructions })
     }
 
     pub fn session_get(&self, ctx: &Context<'_>, id: u64) -> Result<SessionView, Error> {

@@ -13,12 +13,7 @@ use crate::api::{BlobKind, Error};
 
 pub const META: MemoryId = MemoryId::new(0);
 /// Slots: model A, model B, tokenizer A, tokenizer B.
-pub const SLOTS: [MemoryId; 4] = [
-    MemoryId::new(1),
-    MemoryId::new(2),
-    MemoryId::new(3),
-    MemoryId::new(4),
-];
+pub const SLOTS: [MemoryId; 4] = [MemoryId::new(1), MemoryId::new(2), MemoryId::new(3), MemoryId::new(4)];
 const WASM_PAGE: u64 = 65_536;
 /// Largest model we accept: it must also fit in the 4 GiB heap once loaded.
 pub const MAX_BLOB_BYTES: u64 = 1 << 30;
@@ -285,10 +280,7 @@ mod tests {
         // Still serving the first until activation.
         assert_eq!(s.active_bytes(BlobKind::Model).unwrap(), b"first model");
         let reopened = Storage::init(memory, Meta::default());
-        assert_eq!(
-            reopened.active_bytes(BlobKind::Model).unwrap(),
-            b"first model"
-        );
+        assert_eq!(reopened.active_bytes(BlobKind::Model).unwrap(), b"first model");
         assert_eq!(reopened.blob(BlobKind::Model).received, 6);
         assert_eq!(reopened.staging_bytes(BlobKind::Model), b"second");
         assert!(reopened.active_bytes(BlobKind::Tokenizer).is_none());

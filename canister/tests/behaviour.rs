@@ -48,7 +48,13 @@ fn upgrade_keeps_the_model_and_its_answers() {
 fn only_controllers_upload() {
     let Some((mut c, _, _)) = ready() else { return };
     let stranger = user("stranger");
-    let settings = Settings { call_budget: Some(5_000_000_000), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
+    let settings = Settings {
+        call_budget: Some(5_000_000_000),
+        max_sessions: None,
+        max_sessions_per_caller: None,
+        session_timeout_seconds: None,
+        heap_budget_bytes: None,
+    };
     let calls = [
         ("upload_start", Encode!(&BlobKind::Model).unwrap()),
         ("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap()),
@@ -78,11 +84,14 @@ fn bad_uploads_change_nothing() {
     let model = std::fs::read(test_support::testdata().unwrap().join("char-tiny/model.walsh")).unwrap();
     // The right bytes with a wrong hash.
     let _: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), me);
-    let _: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(model.clone())).unwrap(), me);
-    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
+    let _: Result<UploadStatus, Error> =
+        c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(model.clone())).unwrap(), me);
+    let r: Result<ModelInfo, Error> =
+        c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
     assert!(matches!(r, Err(Error::HashMismatch { .. })), "{r:?}");
     // A wrong size.
-    let r: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64 + 1), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
+    let r: Result<ModelInfo, Error> =
+        c.update("upload_finish", Encode!(&BlobKind::Model, &(model.len() as u64 + 1), &serde_bytes::ByteBuf::from(vec![0u8; 32])).unwrap(), me);
     assert!(matches!(r, Err(Error::SizeMismatch { .. })), "{r:?}");
     // A damaged .walsh with a matching hash.
     let mut damaged = model.clone();
@@ -112,7 +121,8 @@ fn interrupted_upload_resumes_from_the_reported_offset() {
     // A chunk past the data is refused with where to resume.
     assert_eq!(chunk(&mut c, 9000, 1000), Err(Error::ChunkOutOfOrder { expected_offset: 6000 }));
     // A resent chunk with different bytes is refused.
-    let r: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![0u8; 10])).unwrap(), me);
+    let r: Result<UploadStatus, Error> =
+        c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![0u8; 10])).unwrap(), me);
     assert_eq!(r, Err(Error::ChunkMismatch { offset: 0 }));
     // The client restarts (even after an upgrade cleared the heap) and asks where to resume.
     c.host.upgrade(common::canister_wasm(), &Encode!().unwrap()).unwrap();
@@ -164,7 +174,13 @@ fn sessions_belong_to_their_caller() {
 
 /// Runs a session to its end, continuing with `options` (None: as old clients call, with the
 /// session id alone); returns its chunks.
-fn run_session(c: &mut Canister, request: &GenerateRequest, start: Option<CallOptions>, each: Option<CallOptions>, caller: Principal) -> Vec<SessionChunk> {
+fn run_session(
+    c: &mut Canister,
+    request: &GenerateRequest,
+    start: Option<CallOptions>,
+    each: Option<CallOptions>,
+    caller: Principal,
+) -> Vec<SessionChunk> {
     let first: Result<SessionChunk, Error> = c.update("session_start", Encode!(request, &start).unwrap(), caller);
     let mut chunks = vec![first.unwrap()];
     while chunks.last().unwrap().stop.is_none() {
@@ -206,7 +222,18 @@ fn a_caller_may_ask_for_a_smaller_call_budget() {
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(small), budget(total / 2), me);
     assert!(chunks.len() >= 3 && chunks.len() < 8, "{} calls", chunks.len());
     // Never more than the controller's setting.
-    let r: Result<(), Error> = c.update("configure", Encode!(&Settings { call_budget: Some(small), max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None }).unwrap(), default_controller());
+    let r: Result<(), Error> = c.update(
+        "configure",
+        Encode!(&Settings {
+            call_budget: Some(small),
+            max_sessions: None,
+            max_sessions_per_caller: None,
+            session_timeout_seconds: None,
+            heap_budget_bytes: None
+        })
+        .unwrap(),
+        default_controller(),
+    );
     r.unwrap();
     let chunks = run_session(&mut c, &greedy(&prompt, 40), budget(35_000_000_000), budget(35_000_000_000), me);
     assert!(chunks.len() >= 8, "{} calls", chunks.len());
@@ -225,7 +252,10 @@ fn every_bad_argument_is_a_typed_error() {
         (greedy(&"a".repeat(65), 5), |e| matches!(e, Error::PromptTooLong { tokens: 65, limit: 64 })),
         (greedy(&prompt, 0), |e| matches!(e, Error::InvalidArgument(_))),
         (greedy(&prompt, 1_000_000), |e| matches!(e, Error::InvalidArgument(_))),
-        (GenerateRequest { temperature: Some(f32::NAN), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("temperature"))),
+        (
+            GenerateRequest { temperature: Some(f32::NAN), ..greedy(&prompt, 5) },
+            |e| matches!(e, Error::InvalidArgument(m) if m.contains("temperature")),
+        ),
         (GenerateRequest { temperature: Some(-1.0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(_))),
         (GenerateRequest { top_k: Some(0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("top_k"))),
         (GenerateRequest { top_p: Some(0.0), ..greedy(&prompt, 5) }, |e| matches!(e, Error::InvalidArgument(m) if m.contains("top_p"))),

@@ -13,13 +13,14 @@ use ic_http_certification::{HttpRequest, HttpResponse};
 
 /// What a gateway does: the query with a fresh data certificate, then verification.
 fn get(c: &mut Canister, keys: &SubnetKeys, url: &str, headers: &[(&str, &str)]) -> (HttpResponse<'static>, Result<u8, String>) {
-    let request = HttpRequest::get(url)
-        .with_headers(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
-        .with_certificate_version(2)
-        .build();
+    let request =
+        HttpRequest::get(url).with_headers(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).with_certificate_version(2).build();
     let now = ic_host::replica::now_ns();
     let certificate = data_certificate(keys, c.host.canister_id(), c.host.certified_data(), now);
-    let out = c.host.query_with_certificate("http_request", &Encode!(&request).unwrap(), default_controller(), Some(certificate)).expect("http_request runs");
+    let out = c
+        .host
+        .query_with_certificate("http_request", &Encode!(&request).unwrap(), default_controller(), Some(certificate))
+        .expect("http_request runs");
     let Response::Reply(bytes) = out.response else { panic!("http_request was rejected: {:?}", out.response) };
     let response = Decode!(&bytes, HttpResponse<'static>).expect("an HttpResponse");
     let verified = verify(c, keys, request, response.clone(), now);
@@ -27,9 +28,17 @@ fn get(c: &mut Canister, keys: &SubnetKeys, url: &str, headers: &[(&str, &str)])
 }
 
 fn verify(c: &Canister, keys: &SubnetKeys, request: HttpRequest, response: HttpResponse, now: u64) -> Result<u8, String> {
-    ic_response_verification::verify_request_response_pair(request, response, c.host.canister_id().as_slice(), now as u128, 300_000_000_000, &keys.root_key_der(), 2)
-        .map(|info| info.verification_version as u8)
-        .map_err(|e| e.to_string())
+    ic_response_verification::verify_request_response_pair(
+        request,
+        response,
+        c.host.canister_id().as_slice(),
+        now as u128,
+        300_000_000_000,
+        &keys.root_key_der(),
+        2,
+    )
+    .map(|info| info.verification_version as u8)
+    .map_err(|e| e.to_string())
 }
 
 fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {

@@ -19,35 +19,23 @@ fn check(set: &str) {
     let dir = data.join(set);
     let mut c = Canister::install();
     let model = std::fs::read(dir.join("model.walsh")).unwrap();
-    c.upload(BlobKind::Model, &model, 1_000_000)
-        .expect("model upload");
-    let info = c
-        .upload(BlobKind::Tokenizer, &tokenizer_json(&dir), 1_000_000)
-        .expect("tokenizer upload");
+    c.upload(BlobKind::Model, &model, 1_000_000).expect("model upload");
+    let info = c.upload(BlobKind::Tokenizer, &tokenizer_json(&dir), 1_000_000).expect("tokenizer upload");
     assert!(info.tokenizer.is_some());
     let user = candid::Principal::self_authenticating(b"parity user");
     for p in test_support::reference(&dir).prompts {
-        let generation: Result<Generation, Error> =
-            c.query("generate", Encode!(&greedy(&p.prompt, 40)).unwrap(), user);
+        let generation: Result<Generation, Error> = c.query("generate", Encode!(&greedy(&p.prompt, 40)).unwrap(), user);
         // The whole 40-token answer fits one query (the SIMD kernels keep a token of these
         // models far under the query budget) and equals the reference.
         let generation = generation.unwrap_or_else(|e| panic!("{set} {:?}: {e:?}", p.prompt));
         assert_eq!(generation.prompt_ids, p.prompt_ids, "{set} {:?}", p.prompt);
-        assert_eq!(
-            generation.stop,
-            StopReason::MaxTokens,
-            "{set} {:?}",
-            p.prompt
-        );
-        assert_eq!(
-            generation.ids, p.walsh.greedy_ids,
-            "{set} {:?}: generate query",
-            p.prompt
-        );
+        assert_eq!(generation.stop, StopReason::MaxTokens, "{set} {:?}", p.prompt);
+        assert_eq!(generation.ids, p.walsh.greedy_ids, "{set} {:?}: generate query", p.prompt);
 
         // The cache of a running session (a finished one frees it at once): one started with the
         // smallest budget, which has not got through its prompt, then cancelled.
-        let paused: Result<SessionChunk, Error> = c.update("session_start", Encode!(&greedy(&p.prompt, 40), &Some(CallOptions { call_budget: Some(1_000_000) })).unwrap(), user);
+        let paused: Result<SessionChunk, Error> =
+            c.update("session_start", Encode!(&greedy(&p.prompt, 40), &Some(CallOptions { call_budget: Some(1_000_000) })).unwrap(), user);
         let paused = paused.unwrap();
         assert_eq!(paused.stop, None);
         let view: Result<SessionView, Error> = c.query("session_get", Encode!(&paused.session).unwrap(), user);
@@ -57,35 +45,19 @@ fn check(set: &str) {
         let cancelled: Result<(), Error> = c.update("session_cancel", Encode!(&paused.session).unwrap(), user);
         cancelled.unwrap();
 
-        let mut chunk: SessionChunk = c
-            .update::<Result<SessionChunk, Error>>(
-                "session_start",
-                Encode!(&greedy(&p.prompt, 40)).unwrap(),
-                user,
-            )
-            .unwrap();
+        let mut chunk: SessionChunk =
+            c.update::<Result<SessionChunk, Error>>("session_start", Encode!(&greedy(&p.prompt, 40)).unwrap(), user).unwrap();
         let session = chunk.session;
         let mut ids = chunk.ids.clone();
         let mut text = chunk.text.clone();
         while chunk.stop.is_none() {
-            chunk = c
-                .update::<Result<SessionChunk, Error>>(
-                    "session_continue",
-                    Encode!(&session).unwrap(),
-                    user,
-                )
-                .unwrap();
+            chunk = c.update::<Result<SessionChunk, Error>>("session_continue", Encode!(&session).unwrap(), user).unwrap();
             ids.extend(&chunk.ids);
             text.push_str(&chunk.text);
         }
         assert_eq!(ids, p.walsh.greedy_ids, "{set} {:?}: session", p.prompt);
-        assert_eq!(
-            text, p.walsh.decoded_text,
-            "{set} {:?}: session text",
-            p.prompt
-        );
-        let view: Result<SessionView, Error> =
-            c.query("session_get", Encode!(&session).unwrap(), user);
+        assert_eq!(text, p.walsh.decoded_text, "{set} {:?}: session text", p.prompt);
+        let view: Result<SessionView, Error> = c.query("session_get", Encode!(&session).unwrap(), user);
         let view = view.unwrap();
         assert_eq!(view.ids, p.walsh.greedy_ids);
         // Keys and values (f32) of every position the session has run, in every layer (the
@@ -110,38 +82,19 @@ fn check(set: &str) {
     let native = Model::load(&model).unwrap();
     let tokenizer = Tokenizer::from_json(&tokenizer_json(&dir)).unwrap();
     let first = &test_support::reference(&dir).prompts[0];
-    for (temperature, top_k, top_p) in [
-        (0.9, None, None),
-        (1.0, Some(40), Some(0.9)),
-        (0.7, None, Some(0.5)),
-    ] {
-        let request = GenerateRequest {
-            temperature: Some(temperature),
-            top_k,
-            top_p,
-            seed: Some(11),
-            ..greedy(&first.prompt, 24)
-        };
-        let generation: Result<Generation, Error> =
-            c.query("generate", Encode!(&request).unwrap(), user);
+    for (temperature, top_k, top_p) in [(0.9, None, None), (1.0, Some(40), Some(0.9)), (0.7, None, Some(0.5))] {
+        let request = GenerateRequest { temperature: Some(temperature), top_k, top_p, seed: Some(11), ..greedy(&first.prompt, 24) };
+        let generation: Result<Generation, Error> = c.query("generate", Encode!(&request).unwrap(), user);
         let generation = generation.unwrap();
         let options = GenerateOptions {
             max_tokens: 24,
-            sampling: SamplingParams {
-                temperature,
-                top_k: top_k.map(|k| k as usize),
-                top_p,
-            },
+            sampling: SamplingParams { temperature, top_k: top_k.map(|k| k as usize), top_p },
             seed: 11,
             stop_token: tokenizer.end_of_text(),
         };
         let mut expected = Generator::new(&native, &first.prompt_ids, &options).unwrap();
         while expected.step(&native).unwrap().is_some() {}
-        assert_eq!(
-            generation.ids,
-            expected.generated(),
-            "{set}: sampled at {temperature}, top_k {top_k:?}, top_p {top_p:?}"
-        );
+        assert_eq!(generation.ids, expected.generated(), "{set}: sampled at {temperature}, top_k {top_k:?}, top_p {top_p:?}");
     }
 }
 

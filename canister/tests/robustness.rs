@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use synthetic::{Shape, char_tokenizer, char_tokenizer_with_id};
 use walsh_canister::api::*;
 
-const NO_SETTINGS: Settings = Settings { call_budget: None, max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
+const NO_SETTINGS: Settings =
+    Settings { call_budget: None, max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
 
 fn user(name: &str) -> Principal {
     Principal::self_authenticating(name.as_bytes())
@@ -72,7 +73,8 @@ fn f2_anonymous_callers_get_no_sessions_and_finished_sessions_hold_nothing() {
     // Refused by inspect_message before it runs (an ingress message from the anonymous principal).
     let out = c.host.update("session_start", &Encode!(&request, &None::<CallOptions>).unwrap(), Principal::anonymous()).unwrap();
     assert!(matches!(&out.response, Response::Reject { message, .. } if message.contains("inspect_message")), "{:?}", out.response);
-    let out = c.host.update("upload_chunk", &Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap(), user("stranger")).unwrap();
+    let out =
+        c.host.update("upload_chunk", &Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![1u8])).unwrap(), user("stranger")).unwrap();
     assert!(matches!(&out.response, Response::Reject { message, .. } if message.contains("inspect_message")), "{:?}", out.response);
     // Past inspection (a call from another canister is not inspected), the typed error.
     let out = c.host.execute_update("session_start", &Encode!(&request, &None::<CallOptions>).unwrap(), Principal::anonymous()).unwrap();
@@ -224,7 +226,8 @@ fn f4_f6_tokenizers_are_checked_against_the_model_for_real() {
     assert_eq!((status.in_progress, status.active_size), (true, None));
     c.upload(BlobKind::Model, &synthetic::model(&Shape { n_layer: 1, n_embd: 64, block_size: 128, vocab_size: 96 }), 1_000_000).unwrap();
     let sha = serde_bytes::ByteBuf::from(Sha256::digest(&tokenizer).to_vec());
-    let info: Result<ModelInfo, Error> = c.update("upload_finish", Encode!(&BlobKind::Tokenizer, &(tokenizer.len() as u64), &sha).unwrap(), default_controller());
+    let info: Result<ModelInfo, Error> =
+        c.update("upload_finish", Encode!(&BlobKind::Tokenizer, &(tokenizer.len() as u64), &sha).unwrap(), default_controller());
     assert_eq!(info.unwrap().tokenizer.map(|t| t.unknown_ids), Some(0));
     let answer = generate(&mut c, &greedy("To be", 20)).unwrap();
     // F6: a character mapped to an id the model lacks is refused; the tokenizer in service stays.
@@ -263,7 +266,11 @@ fn f7_a_failed_start_leaves_no_session_behind() {
 fn f8_filling_the_heap_budget_is_a_typed_error_and_the_controller_still_works() {
     let (mut c, _) = long_context();
     let answer = generate(&mut c, &greedy("To be", 20)).unwrap();
-    configure(&mut c, &Settings { max_sessions: Some(10_000), max_sessions_per_caller: Some(10_000), heap_budget_bytes: Some(256 << 20), ..NO_SETTINGS }).unwrap();
+    configure(
+        &mut c,
+        &Settings { max_sessions: Some(10_000), max_sessions_per_caller: Some(10_000), heap_budget_bytes: Some(256 << 20), ..NO_SETTINGS },
+    )
+    .unwrap();
     let tiny = Some(CallOptions { call_budget: Some(1_000_000) });
     let me = user("a");
     let mut admitted = 0;
@@ -295,7 +302,8 @@ fn ill_typed_arguments_are_rejected_and_change_nothing() {
     let Some((mut c, request, answer)) = serving_char_tiny() else { return };
     let me = default_controller();
     let _: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), me);
-    let _: Result<UploadStatus, Error> = c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![7u8; 100])).unwrap(), me);
+    let _: Result<UploadStatus, Error> =
+        c.update("upload_chunk", Encode!(&BlobKind::Model, &0u64, &serde_bytes::ByteBuf::from(vec![7u8; 100])).unwrap(), me);
     let session = session_start(&mut c, &request, Some(CallOptions { call_budget: Some(1_000_000) }), user("a")).unwrap().session;
     let snapshot = |c: &mut Canister| {
         let status: UploadStatus = c.query("upload_status", Encode!(&BlobKind::Model).unwrap(), me);

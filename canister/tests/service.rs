@@ -15,7 +15,8 @@ use walsh_canister::api::*;
 use walsh_canister::service::{Context, Service};
 use walsh_canister::storage::{MAX_TOKENIZER_BYTES, Meta, Storage};
 
-const NO_SETTINGS: Settings = Settings { call_budget: None, max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
+const NO_SETTINGS: Settings =
+    Settings { call_budget: None, max_sessions: None, max_sessions_per_caller: None, session_timeout_seconds: None, heap_budget_bytes: None };
 
 fn user(name: &str) -> Principal {
     Principal::self_authenticating(name.as_bytes())
@@ -207,7 +208,8 @@ fn f4_a_tokenizer_before_a_model_stays_staged() {
     assert_eq!((status.in_progress, status.received, status.active_size), (true, tokenizer.len() as u64, None));
     upload(&mut s, &env, BlobKind::Model, &synthetic::model(&small_shape()), 100_000).unwrap();
     assert_eq!(generate(&mut s, &env, &greedy("To be", 5)), Err(Error::NoTokenizer));
-    let info = env.call(controller(), |ctx| s.upload_finish(ctx, BlobKind::Tokenizer, tokenizer.len() as u64, Sha256::digest(&tokenizer).to_vec())).unwrap();
+    let info =
+        env.call(controller(), |ctx| s.upload_finish(ctx, BlobKind::Tokenizer, tokenizer.len() as u64, Sha256::digest(&tokenizer).to_vec())).unwrap();
     assert_eq!(info.tokenizer.map(|t| (t.vocab_size, t.unknown_ids)), Some((96, 0)));
     assert_eq!(generate(&mut s, &env, &greedy("To be", 5)).unwrap().ids.len(), 5);
 }
@@ -271,7 +273,12 @@ fn f8_sessions_past_the_heap_budget_get_a_typed_error() {
     let (mut s, env, _) = serving();
     let long = synthetic::model(&Shape { block_size: 4096, ..small_shape() });
     upload(&mut s, &env, BlobKind::Model, &long, 1_000_000).unwrap();
-    configure(&mut s, &env, Settings { max_sessions: Some(1000), max_sessions_per_caller: Some(1000), heap_budget_bytes: Some(64 << 20), ..NO_SETTINGS }).unwrap();
+    configure(
+        &mut s,
+        &env,
+        Settings { max_sessions: Some(1000), max_sessions_per_caller: Some(1000), heap_budget_bytes: Some(64 << 20), ..NO_SETTINGS },
+    )
+    .unwrap();
     let request = greedy("To be", 4000);
     let tiny = Some(CallOptions { call_budget: Some(1_000_000) });
     let mut admitted = 0;
@@ -302,7 +309,8 @@ fn f8_sessions_past_the_heap_budget_get_a_typed_error() {
 fn the_admitted_heap_covers_the_cache() {
     let (mut s, env, _) = serving();
     let base = s.stats(0, 0).heap_reserved_bytes;
-    let chunk = env.call(user("a"), |ctx| s.session_start(ctx, greedy(&"abcd".repeat(20), 48), Some(CallOptions { call_budget: Some(1_200_000) }))).unwrap();
+    let chunk =
+        env.call(user("a"), |ctx| s.session_start(ctx, greedy(&"abcd".repeat(20), 48), Some(CallOptions { call_budget: Some(1_200_000) }))).unwrap();
     assert_eq!(chunk.stop, None);
     let mut held = 0;
     loop {

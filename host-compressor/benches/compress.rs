@@ -50,11 +50,7 @@ fn main() {
     times.sort_by(f64::total_cmp);
     println!("walsh compress gpt2-bench/ckpt.pt ({:.1} MB), {RUNS} runs:", ckpt_bytes as f64 / 1e6);
     println!("  wall time: min {:.3} s, median {:.3} s, max {:.3} s (target < 0.5 s)", times[0], times[RUNS / 2], times[RUNS - 1]);
-    println!(
-        "  peak memory: {:.1} MB = {:.2}x the checkpoint (target < 1.5x)",
-        peak as f64 / 1e6,
-        peak as f64 / ckpt_bytes as f64
-    );
+    println!("  peak memory: {:.1} MB = {:.2}x the checkpoint (target < 1.5x)", peak as f64 / 1e6, peak as f64 / ckpt_bytes as f64);
     println!("  output identical to the Python compressor's model.walsh: {identical}");
     assert!(identical);
 }

@@ -203,7 +203,8 @@ impl Checkpoint {
     /// The storage bytes of a tensor after checking that the view fits inside them.
     fn view_bytes(&self, name: &str, t: &TensorRef) -> Result<&[u8], CheckpointError> {
         let bad = |reason: String| CheckpointError::BadTensor { name: name.to_string(), reason };
-        let &(start, len) = self.storages.get(&*t.storage_key).ok_or_else(|| bad(format!("storage {} is missing from the archive", t.storage_key)))?;
+        let &(start, len) =
+            self.storages.get(&*t.storage_key).ok_or_else(|| bad(format!("storage {} is missing from the archive", t.storage_key)))?;
         let expected = t.storage_len.checked_mul(t.dtype.element_size()).ok_or_else(|| bad("storage size overflows".into()))?;
         if len < expected {
             return Err(bad(format!("storage holds {len} bytes, {expected} declared")));
@@ -256,7 +257,10 @@ impl Checkpoint {
             StorageType::F64 => (1, |b| f64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as f32),
             StorageType::Complex64 => (2, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             other => {
-                return Err(CheckpointError::BadTensor { name: name.to_string(), reason: format!("{} tensors cannot be stored in .walsh", other.name()) });
+                return Err(CheckpointError::BadTensor {
+                    name: name.to_string(),
+                    reason: format!("{} tensors cannot be stored in .walsh", other.name()),
+                });
             }
         };
         let size = t.dtype.element_size();

@@ -170,10 +170,8 @@ fn half_array(values: &[f32], shape: Vec<usize>) -> Array<'static> {
 /// Converts a checkpoint. `progress` is called with the bytes of each tensor as it is done.
 pub fn compress(ckpt: &Checkpoint, mut progress: impl FnMut(usize)) -> Result<Compressed, CompressError> {
     check_supported(ckpt)?;
-    let header_json = crate::python_json::dumps(&Value::dict(
-        ckpt.model_args.iter().map(|(k, v)| (Value::str(k), v.clone())).collect(),
-    ))
-    .map_err(CompressError::Header)?;
+    let header_json = crate::python_json::dumps(&Value::dict(ckpt.model_args.iter().map(|(k, v)| (Value::str(k), v.clone())).collect()))
+        .map_err(CompressError::Header)?;
 
     let embedding = ckpt.tensors.iter().find(|(n, _)| n == "tok_embeddings.weight").map(|(_, t)| t);
     let tied = |t: &TensorRef| embedding.is_some_and(|e| Checkpoint::same_memory(e, t));
@@ -221,7 +219,8 @@ pub fn compress(ckpt: &Checkpoint, mut progress: impl FnMut(usize)) -> Result<Co
                 };
                 let values = ckpt.to_f32(name, tensor)?;
                 finite(name, &values)?;
-                let ternary = TernaryTensor::from_values([8, out_o, in_o], &ternarize(&values)).expect("ternarize yields {-1,0,1} of the right length");
+                let ternary =
+                    TernaryTensor::from_values([8, out_o, in_o], &ternarize(&values)).expect("ternarize yields {-1,0,1} of the right length");
                 reports.push(report("BITMASK", Some(ternary.sparsity()), Some(u64::from(ternary.nnz)), None));
                 push(Payload::Ternary(ternary));
             }

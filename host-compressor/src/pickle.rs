@@ -569,7 +569,9 @@ impl<'a> Machine<'a> {
             ("collections", "OrderedDict") => Callable::OrderedDict,
             ("torch._utils", "_rebuild_tensor_v2") => Callable::RebuildTensorV2,
             ("torch._utils", "_rebuild_parameter") => Callable::RebuildParameter,
-            ("torch", storage) if StorageType::from_global(storage).is_some() => Callable::Storage(StorageType::from_global(storage).expect("checked")),
+            ("torch", storage) if StorageType::from_global(storage).is_some() => {
+                Callable::Storage(StorageType::from_global(storage).expect("checked"))
+            }
             _ => return Err(PickleError::UnknownGlobal { module: module.to_string(), name: name.to_string() }),
         };
         Ok(Value::Global(callable))
@@ -843,14 +845,8 @@ mod tests {
         // pickle.dumps({'a': [1, -2, 3.5, None, True], 'b': ('x', 300, 70000, 2**40)}, protocol=2)
         let p2 = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01J\xfe\xff\xff\xffG@\x0c\x00\x00\x00\x00\x00\x00N\x88eX\x01\x00\x00\x00bq\x03(X\x01\x00\x00\x00xq\x04M,\x01Jp\x11\x01\x00\x8a\x06\x00\x00\x00\x00\x00\x01tq\x05u.";
         let v = load(p2).unwrap();
-        assert_eq!(
-            v.get("a"),
-            Some(&Value::list(vec![Value::Int(1), Value::Int(-2), Value::Float(3.5), Value::None, Value::Bool(true)]))
-        );
-        assert_eq!(
-            v.get("b"),
-            Some(&Value::tuple(vec![Value::str("x"), Value::Int(300), Value::Int(70000), Value::Int(1 << 40)]))
-        );
+        assert_eq!(v.get("a"), Some(&Value::list(vec![Value::Int(1), Value::Int(-2), Value::Float(3.5), Value::None, Value::Bool(true)])));
+        assert_eq!(v.get("b"), Some(&Value::tuple(vec![Value::str("x"), Value::Int(300), Value::Int(70000), Value::Int(1 << 40)])));
         // pickle.dumps({'k': 'v'}, protocol=4)
         let p4 = b"\x80\x04\x95\x0c\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01k\x94\x8c\x01v\x94s.";
         assert_eq!(load(p4).unwrap().get("k"), Some(&Value::str("v")));

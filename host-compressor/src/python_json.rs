@@ -152,10 +152,7 @@ mod tests {
             (Value::str("name"), Value::str("caf\u{e9} \"q\"\n\u{1f600}")),
             (Value::Int(1), Value::list(vec![Value::None, Value::Float(0.5)])),
         ]);
-        assert_eq!(
-            dumps(&v).unwrap(),
-            r#"{"n": 8, "bias": false, "name": "caf\u00e9 \"q\"\n\ud83d\ude00", "1": [null, 0.5]}"#
-        );
+        assert_eq!(dumps(&v).unwrap(), r#"{"n": 8, "bias": false, "name": "caf\u00e9 \"q\"\n\ud83d\ude00", "1": [null, 0.5]}"#);
     }
 
     #[test]

@@ -25,8 +25,23 @@ fn demo_model_is_deterministic_and_runs() {
     let tokenizer = dir.join("a.tokenizer.json");
     let run = |seed: &str| {
         let out = walsh(&[
-            "generate", a.to_str().unwrap(), "--tokenizer", tokenizer.to_str().unwrap(), "--prompt", "Hello",
-            "--max-tokens", "30", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", seed, "--json",
+            "generate",
+            a.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--prompt",
+            "Hello",
+            "--max-tokens",
+            "30",
+            "--temperature",
+            "0.9",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "--json",
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -106,7 +121,19 @@ fn meta_pkl_and_converted_tokenizer_agree() {
     let Some(data) = test_support::testdata() else { return };
     let model = data.join("char-tiny/model.walsh");
     let run = |tokenizer: &str| {
-        let out = walsh(&["generate", model.to_str().unwrap(), "--tokenizer", tokenizer, "--prompt", "To be", "--max-tokens", "5", "--temperature", "0", "--json"]);
+        let out = walsh(&[
+            "generate",
+            model.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer,
+            "--prompt",
+            "To be",
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0",
+            "--json",
+        ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };

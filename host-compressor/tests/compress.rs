@@ -261,7 +261,16 @@ fn compile_prefix_is_stripped() {
     let reference = reference_walsh(&data);
     let file = WalshFile::parse(&reference).unwrap();
     let mut names: Vec<String> = file.records.iter().map(|r| r.name.to_string()).collect();
-    names.extend(["output.weight", "layers.0.attention.head_mixer.signs", "layers.0.attention.head_mixer.widx", "layers.1.attention.head_mixer.signs", "layers.1.attention.head_mixer.widx"].map(String::from));
+    names.extend(
+        [
+            "output.weight",
+            "layers.0.attention.head_mixer.signs",
+            "layers.0.attention.head_mixer.widx",
+            "layers.1.attention.head_mixer.signs",
+            "layers.1.attention.head_mixer.widx",
+        ]
+        .map(String::from),
+    );
     let ckpt = Fixture::from(&data.join("char-tiny/ckpt.pt"))
         .edit_pickle(|p| names.iter().fold(p.to_vec(), |p, n| replace_string(&p, n, &format!("_orig_mod.{n}"))))
         .save(&scratch.path("prefixed.pt"));
@@ -313,10 +322,8 @@ fn bf16_weights_compress_like_the_same_values_in_f32() {
     assert!(floats.len() > 20);
     for key in &floats {
         let suffix = format!("/data/{key}");
-        let values: Vec<half::bf16> = entry(&mut bf16.entries, &suffix)
-            .chunks_exact(4)
-            .map(|b| half::bf16::from_f32(f32::from_le_bytes(b.try_into().unwrap())))
-            .collect();
+        let values: Vec<half::bf16> =
+            entry(&mut bf16.entries, &suffix).chunks_exact(4).map(|b| half::bf16::from_f32(f32::from_le_bytes(b.try_into().unwrap()))).collect();
         *entry(&mut bf16.entries, &suffix) = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         *entry(&mut rounded.entries, &suffix) = values.iter().flat_map(|v| v.to_f32().to_le_bytes()).collect();
     }
@@ -376,9 +383,7 @@ fn bad_inputs_are_refused_by_name() {
     assert_refused(&scratch, &ckpt, "hash embeddings");
     let ckpt = fixture().edit_pickle(|p| set_flag(p, "use_moe", true)).save(&scratch.path("moe.pt"));
     assert_refused(&scratch, &ckpt, "MoE");
-    let ckpt = fixture()
-        .edit_pickle(|p| replace_string(p, "layers.1.ffn_norm.weight", "layers.1.stream_proj.weight"))
-        .save(&scratch.path("mhc.pt"));
+    let ckpt = fixture().edit_pickle(|p| replace_string(p, "layers.1.ffn_norm.weight", "layers.1.stream_proj.weight")).save(&scratch.path("mhc.pt"));
     assert_refused(&scratch, &ckpt, "mHC");
 
     // wq viewed as [4, 16, 8] (a valid strided view of its storage), not 8 octonion parts.

@@ -54,7 +54,10 @@ fn icp_bin() -> Option<PathBuf> {
 }
 
 fn gz_module() -> Option<PathBuf> {
-    let path = std::env::var_os("WALSH_CANISTER_WASM").map(|p| PathBuf::from(format!("{}.gz", PathBuf::from(p).display()))).filter(|p| p.is_file()).unwrap_or_else(|| test_support::repo_root().join("target/canister/walsh_canister.wasm.gz"));
+    let path = std::env::var_os("WALSH_CANISTER_WASM")
+        .map(|p| PathBuf::from(format!("{}.gz", PathBuf::from(p).display())))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| test_support::repo_root().join("target/canister/walsh_canister.wasm.gz"));
     if path.is_file() {
         return Some(path);
     }
@@ -121,7 +124,8 @@ impl Icp {
     fn new_identity(&self, name: &str) -> Principal {
         self.run(Path::new("."), &["identity", "new", name, "--storage", "plaintext"]);
         let pem = self.home.join("identity/keys").join(format!("{name}.pem"));
-        Principal::from_text(self.run(Path::new("."), &["identity", "principal", "--identity", name]).trim()).unwrap_or_else(|e| panic!("{}: {e}", pem.display()))
+        Principal::from_text(self.run(Path::new("."), &["identity", "principal", "--identity", name]).trim())
+            .unwrap_or_else(|e| panic!("{}: {e}", pem.display()))
     }
 }
 
@@ -159,13 +163,32 @@ fn generate_matches_reference(dir: &Path, icp_home: &Path, canister: &str, netwo
     let reference = test_support::reference(set);
     for (i, prompt) in reference.prompts.iter().enumerate() {
         let n = tokens.to_string();
-        let mut args = vec!["generate", "--canister", canister, "--network", network, "--prompt", &prompt.prompt, "--max-tokens", &n, "--temperature", "0", "--json"];
+        let mut args = vec![
+            "generate",
+            "--canister",
+            canister,
+            "--network",
+            network,
+            "--prompt",
+            &prompt.prompt,
+            "--max-tokens",
+            &n,
+            "--temperature",
+            "0",
+            "--json",
+        ];
         if i == 0 {
             args.push("--query");
         }
         let out: Value = serde_json::from_str(&ok("walsh generate --canister", walsh(dir, icp_home, &args))).unwrap();
         assert_eq!(u32s(&out["prompt_ids"]), prompt.prompt_ids, "prompt ids of {:?}", prompt.prompt);
-        assert_eq!(u32s(&out["ids"]), prompt.walsh.greedy_ids[..tokens], "greedy ids of {:?} ({})", prompt.prompt, if i == 0 { "query" } else { "session" });
+        assert_eq!(
+            u32s(&out["ids"]),
+            prompt.walsh.greedy_ids[..tokens],
+            "greedy ids of {:?} ({})",
+            prompt.prompt,
+            if i == 0 { "query" } else { "session" }
+        );
         assert_eq!(out["stop_reason"], "max_tokens");
         assert!(out["instructions_per_token"].as_u64().unwrap() > 0);
     }
@@ -199,7 +222,12 @@ fn icp_deploy_then_walsh_upload_generate_and_verify_single_user() {
     let installs: Vec<_> = management.iter().filter_map(|s| s.install.clone()).collect();
     assert_eq!(installs.len(), 1, "one install_code: {:?}", management.iter().map(|s| &s.method).collect::<Vec<_>>());
     assert_eq!(installs[0].0, "Install");
-    assert!(installs[0].1 == module, "install_code carried the gzipped module byte for byte ({} bytes sent, file {})", installs[0].1.len(), module.len());
+    assert!(
+        installs[0].1 == module,
+        "install_code carried the gzipped module byte for byte ({} bytes sent, file {})",
+        installs[0].1.len(),
+        module.len()
+    );
     assert!(module.starts_with(&[0x1f, 0x8b]) && module.len() < 2 * 1024 * 1024);
     assert!(!management.iter().any(|s| s.method == "upload_chunk" || s.method == "install_chunked_code"), "no chunked install");
     let status = icp.run(&project, &["canister", "status", "backend"]);
@@ -216,7 +244,24 @@ fn icp_deploy_then_walsh_upload_generate_and_verify_single_user() {
     let model_bytes = std::fs::read(&model).unwrap();
     proxy.clear();
     let started = Instant::now();
-    let out = ok("walsh upload", walsh(&project, &icp.home, &["upload", model.to_str().unwrap(), "--tokenizer", tokenizer.to_str().unwrap(), "--canister", "backend", "--network", &proxy.url, "--json"]));
+    let out = ok(
+        "walsh upload",
+        walsh(
+            &project,
+            &icp.home,
+            &[
+                "upload",
+                model.to_str().unwrap(),
+                "--tokenizer",
+                tokenizer.to_str().unwrap(),
+                "--canister",
+                "backend",
+                "--network",
+                &proxy.url,
+                "--json",
+            ],
+        ),
+    );
     let seconds = started.elapsed().as_secs_f64();
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["identity"], dev.to_text());
@@ -225,14 +270,23 @@ fn icp_deploy_then_walsh_upload_generate_and_verify_single_user() {
     let sent: u64 = proxy.log().iter().filter_map(|s| s.chunk).map(|(_, _, n)| n as u64).sum();
     let total = model_bytes.len() as u64 + std::fs::metadata(&tokenizer).unwrap().len();
     assert!(sent >= total, "every byte reached the canister ({sent} of {total})");
-    eprintln!("gpt2-small upload: {total} bytes in {seconds:.2} s wall ({:.1} MB/s), {} upload_chunk calls: {}", total as f64 / seconds / 1e6, proxy.log().iter().filter(|s| s.chunk.is_some()).count(), report["blobs"]);
+    eprintln!(
+        "gpt2-small upload: {total} bytes in {seconds:.2} s wall ({:.1} MB/s), {} upload_chunk calls: {}",
+        total as f64 / seconds / 1e6,
+        proxy.log().iter().filter(|s| s.chunk.is_some()).count(),
+        report["blobs"]
+    );
     generate_matches_reference(&project, &icp.home, "backend", &proxy.url, &set, 40);
 
     // 3. Not a controller: one line, status 2, and the active model stays.
     icp.new_identity("stranger");
     let char_tiny = testdata.join("char-tiny");
     let tiny_model = char_tiny.join("model.walsh");
-    let out = walsh(&project, &icp.home, &["upload", tiny_model.to_str().unwrap(), "--canister", "backend", "--network", &proxy.url, "--identity", "stranger"]);
+    let out = walsh(
+        &project,
+        &icp.home,
+        &["upload", tiny_model.to_str().unwrap(), "--canister", "backend", "--network", &proxy.url, "--identity", "stranger"],
+    );
     refused("a stranger's upload", &out, "is not a controller of canister");
     let rt = runtime();
     rt.block_on(async {
@@ -253,28 +307,76 @@ fn icp_deploy_then_walsh_upload_generate_and_verify_single_user() {
     let m = tiny_model.to_str().unwrap();
     let missing = ic_host::replica::canister_id_of(4000).to_text();
     refused("no such canister", &walsh(&project, &icp.home, &["upload", m, "--canister", &missing, "--network", url]), "no canister");
-    refused("anonymous", &walsh(&project, &icp.home, &["upload", m, "--canister", "backend", "--network", url, "--identity", "anonymous"]), "anonymous");
-    refused("unreachable", &walsh(&project, &icp.home, &["upload", m, "--canister", "backend", "--network", "http://127.0.0.1:9"]), "cannot reach the network");
-    refused("a name the project lacks", &walsh(&project, &icp.home, &["upload", m, "--canister", "frontend", "--network", url]), "neither a canister id nor a canister name");
+    refused(
+        "anonymous",
+        &walsh(&project, &icp.home, &["upload", m, "--canister", "backend", "--network", url, "--identity", "anonymous"]),
+        "anonymous",
+    );
+    refused(
+        "unreachable",
+        &walsh(&project, &icp.home, &["upload", m, "--canister", "backend", "--network", "http://127.0.0.1:9"]),
+        "cannot reach the network",
+    );
+    refused(
+        "a name the project lacks",
+        &walsh(&project, &icp.home, &["upload", m, "--canister", "frontend", "--network", url]),
+        "neither a canister id nor a canister name",
+    );
     let readme = char_tiny.join("README.md");
-    refused("a file the canister rejects", &walsh(&project, &icp.home, &["upload", readme.to_str().unwrap(), "--canister", "backend", "--network", url]), "the canister refused the model: not a .walsh file");
+    refused(
+        "a file the canister rejects",
+        &walsh(&project, &icp.home, &["upload", readme.to_str().unwrap(), "--canister", "backend", "--network", url]),
+        "the canister refused the model: not a .walsh file",
+    );
     // A canister without the walsh interface (an empty module), created by dev.
     let dev_pem = std::fs::read(icp.home.join("identity/keys/dev.pem")).unwrap();
     let other = rt.block_on(async {
         let dev = agent(&proxy.url, &dev_pem).await;
         let create = ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs::default();
-        let reply = dev.update(&Principal::management_canister(), "provisional_create_canister_with_cycles").with_effective_canister_id(canister).with_arg(Encode!(&create).unwrap()).call_and_wait().await.unwrap();
+        let reply = dev
+            .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+            .with_effective_canister_id(canister)
+            .with_arg(Encode!(&create).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap();
         let id = candid::decode_one::<ic_management_canister_types::CanisterIdRecord>(&reply).unwrap().canister_id;
-        let install = ic_management_canister_types::InstallCodeArgs { mode: ic_management_canister_types::CanisterInstallMode::Install, canister_id: id, wasm_module: b"\0asm\x01\0\0\0".to_vec(), arg: vec![], sender_canister_version: None };
-        dev.update(&Principal::management_canister(), "install_code").with_effective_canister_id(id).with_arg(Encode!(&install).unwrap()).call_and_wait().await.unwrap();
+        let install = ic_management_canister_types::InstallCodeArgs {
+            mode: ic_management_canister_types::CanisterInstallMode::Install,
+            canister_id: id,
+            wasm_module: b"\0asm\x01\0\0\0".to_vec(),
+            arg: vec![],
+            sender_canister_version: None,
+        };
+        dev.update(&Principal::management_canister(), "install_code")
+            .with_effective_canister_id(id)
+            .with_arg(Encode!(&install).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap();
         id
     });
-    refused("not a walsh canister", &walsh(&project, &icp.home, &["upload", m, "--canister", &other.to_text(), "--network", url]), "does not have the walsh interface");
-    refused("generate on it", &walsh(&project, &icp.home, &["generate", "--canister", &other.to_text(), "--network", url, "--prompt", "hi"]), "does not have the walsh interface");
+    refused(
+        "not a walsh canister",
+        &walsh(&project, &icp.home, &["upload", m, "--canister", &other.to_text(), "--network", url]),
+        "does not have the walsh interface",
+    );
+    refused(
+        "generate on it",
+        &walsh(&project, &icp.home, &["generate", "--canister", &other.to_text(), "--network", url, "--prompt", "hi"]),
+        "does not have the walsh interface",
+    );
 
     // 4. char-tiny's model and meta.pkl (the active gpt2 tokenizer does not fit the char model, so
     // the tokenizer goes first), then verify_single_user.sh through icp-cli.
-    let out = ok("walsh upload char-tiny", walsh(&project, &icp.home, &["upload", m, "--tokenizer", char_tiny.join("meta.pkl").to_str().unwrap(), "--canister", "backend", "--network", url]));
+    let out = ok(
+        "walsh upload char-tiny",
+        walsh(
+            &project,
+            &icp.home,
+            &["upload", m, "--tokenizer", char_tiny.join("meta.pkl").to_str().unwrap(), "--canister", "backend", "--network", url],
+        ),
+    );
     assert!(out.contains("model:") && out.contains("tokenizer:"), "{out}");
     let script = test_support::repo_root().join("verify_single_user.sh");
     let out = Command::new(&script)
@@ -323,18 +425,57 @@ fn a_killed_upload_rerun_resumes_without_resending_the_bytes_before_the_offset()
     let admin = rt.block_on(agent(&proxy.url, CONTROLLER_PEM.as_bytes()));
     let canister = rt.block_on(async {
         let create = ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs::default();
-        let reply = admin.update(&Principal::management_canister(), "provisional_create_canister_with_cycles").with_effective_canister_id(ic_host::replica::canister_id_of(0)).with_arg(Encode!(&create).unwrap()).call_and_wait().await.unwrap();
+        let reply = admin
+            .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+            .with_effective_canister_id(ic_host::replica::canister_id_of(0))
+            .with_arg(Encode!(&create).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap();
         let id = candid::decode_one::<ic_management_canister_types::CanisterIdRecord>(&reply).unwrap().canister_id;
-        let install = ic_management_canister_types::InstallCodeArgs { mode: ic_management_canister_types::CanisterInstallMode::Install, canister_id: id, wasm_module: gzip(test_support::canister_wasm()), arg: Encode!(&Option::<()>::None).unwrap(), sender_canister_version: None };
-        admin.update(&Principal::management_canister(), "install_code").with_effective_canister_id(id).with_arg(Encode!(&install).unwrap()).call_and_wait().await.unwrap();
+        let install = ic_management_canister_types::InstallCodeArgs {
+            mode: ic_management_canister_types::CanisterInstallMode::Install,
+            canister_id: id,
+            wasm_module: gzip(test_support::canister_wasm()),
+            arg: Encode!(&Option::<()>::None).unwrap(),
+            sender_canister_version: None,
+        };
+        admin
+            .update(&Principal::management_canister(), "install_code")
+            .with_effective_canister_id(id)
+            .with_arg(Encode!(&install).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap();
         id
     });
     let id = canister.to_text();
-    let args = ["upload", model.to_str().unwrap(), "--tokenizer", tokenizer.to_str().unwrap(), "--canister", &id, "--network", &proxy.url, "--identity", pem.to_str().unwrap(), "--parallel", "2", "--json"];
+    let args = [
+        "upload",
+        model.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--canister",
+        &id,
+        "--network",
+        &proxy.url,
+        "--identity",
+        pem.to_str().unwrap(),
+        "--parallel",
+        "2",
+        "--json",
+    ];
 
     // The third chunk on never reaches the replica; the upload is killed while it waits for it.
     proxy.hold_chunks_from(2 * CHUNK);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_walsh")).args(args).env("ICP_HOME", &icp_home).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_walsh"))
+        .args(args)
+        .env("ICP_HOME", &icp_home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let status = rt.block_on(upload_status(&admin, canister, BlobKind::Model));
@@ -358,7 +499,10 @@ fn a_killed_upload_rerun_resumes_without_resending_the_bytes_before_the_offset()
     let out = Command::new(env!("CARGO_BIN_EXE_walsh")).args(args).env("ICP_HOME", &icp_home).stdin(Stdio::null()).output().unwrap();
     let report: Value = serde_json::from_str(&ok("the rerun", out)).unwrap();
     let log = proxy.log();
-    assert!(!log.iter().any(|s| s.method == "upload_start" && s.canister == canister && is_model_start(s)), "the rerun did not restart the model upload");
+    assert!(
+        !log.iter().any(|s| s.method == "upload_start" && s.canister == canister && is_model_start(s)),
+        "the rerun did not restart the model upload"
+    );
     let model_chunks: Vec<_> = log.iter().filter_map(|s| s.chunk).filter(|c| c.0 == Kind::Model).collect();
     assert!(!model_chunks.is_empty());
     for &(_, offset, len) in &model_chunks {
@@ -366,7 +510,11 @@ fn a_killed_upload_rerun_resumes_without_resending_the_bytes_before_the_offset()
     }
     let resent: u64 = model_chunks.iter().map(|c| c.2 as u64).sum();
     let refused = report["blobs"][0]["out_of_order"].as_u64().unwrap();
-    assert!(resent >= size - resume_at && (refused > 0 || resent == size - resume_at), "the replica got {resent} model bytes for the {} missing", size - resume_at);
+    assert!(
+        resent >= size - resume_at && (refused > 0 || resent == size - resume_at),
+        "the replica got {resent} model bytes for the {} missing",
+        size - resume_at
+    );
     assert_eq!(report["blobs"][0]["resumed_from"], resume_at);
     assert_eq!(report["active"]["model_sha256"], sha256_hex(&model_bytes));
     eprintln!("resumed at {resume_at}: the canister was sent {:?} (kind, offset, length)", model_chunks);

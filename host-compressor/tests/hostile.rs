@@ -232,9 +232,12 @@ fn floats(n: usize) -> Vec<u8> {
 
 /// A checkpoint whose state dict holds one float tensor `norm.weight` with the given view.
 fn one_tensor(storage_len: i64, offset: i64, shape: &[i64], stride: &[i64]) -> Vec<u8> {
-    let p = Pickle::checkpoint(|p| {
-        p.str("norm.weight").tensor("0", storage_len, offset, shape, stride);
-    }, |_| {});
+    let p = Pickle::checkpoint(
+        |p| {
+            p.str("norm.weight").tensor("0", storage_len, offset, shape, stride);
+        },
+        |_| {},
+    );
     torch_zip(&p.0, &[("0", floats(storage_len as usize))])
 }
 
@@ -262,9 +265,12 @@ fn deeply_nested_tuples() {
 #[test]
 fn deeply_nested_lists_inside_a_checkpoint() {
     // model_args {"x": [[[…]]]} built with EMPTY_LIST, APPEND: the container is mutated on the stack.
-    let p = Pickle::checkpoint(|_| {}, |p| {
-        p.str("x").op(b"]").repeat(b"]", 300_000).repeat(b"a", 300_000);
-    });
+    let p = Pickle::checkpoint(
+        |_| {},
+        |p| {
+            p.str("x").op(b"]").repeat(b"]", 300_000).repeat(b"a", 300_000);
+        },
+    );
     refuse_checkpoint("nested-lists", &torch_zip(&p.0, &[]), "nested more than");
 }
 
@@ -388,7 +394,12 @@ fn walsh_model_too_wide_is_refused_before_packing() {
             record("layers.0.attention_norm.weight", half(HalfKind::Norm, vec![d])),
             record(
                 "layers.0.attention.wq.weight",
-                Payload::Ternary(TernaryTensor { shape: [8, out_o, in_o], nnz: 0, bitmask: Cow::Owned(vec![0; 8 * out_o * in_o / 8]), signs: Cow::Owned(Vec::new()) }),
+                Payload::Ternary(TernaryTensor {
+                    shape: [8, out_o, in_o],
+                    nnz: 0,
+                    bitmask: Cow::Owned(vec![0; 8 * out_o * in_o / 8]),
+                    signs: Cow::Owned(Vec::new()),
+                }),
             ),
             record("layers.0.attention.wq.beta", half(HalfKind::Beta, vec![out_o])),
         ],

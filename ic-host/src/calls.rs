@@ -47,7 +47,8 @@ pub(crate) fn run_tree(canister: &mut Canister, origin: Origin, entry: Entry, me
                 let me = canister.store.data().canister_id;
                 let export = format!("canister_update {}", call.method);
                 if !canister.has_method(&export) {
-                    let response = Response::Reject { code: RejectCode::CanisterError, message: format!("the canister has no update method {:?}", call.method) };
+                    let response =
+                        Response::Reject { code: RejectCode::CanisterError, message: format!("the canister has no update method {:?}", call.method) };
                     events.push_back(Event::Deliver(call, response));
                     continue;
                 }
@@ -79,17 +80,25 @@ pub(crate) fn run_tree(canister: &mut Canister, origin: Origin, entry: Entry, me
     }
     let state = canister.store.data_mut();
     state.current = None;
-    let response = state.contexts.remove(&root).and_then(|c| c.response).unwrap_or_else(|| Response::Reject {
-        code: RejectCode::CanisterError,
-        message: "Canister did not reply to the call".into(),
-    });
+    let response = state
+        .contexts
+        .remove(&root)
+        .and_then(|c| c.response)
+        .unwrap_or_else(|| Response::Reject { code: RejectCode::CanisterError, message: "Canister did not reply to the call".into() });
     state.contexts.retain(|_, c| c.outstanding > 0);
     Ok(Outcome { response, instructions: totals.instructions, slices: totals.slices, pages: totals.pages, log: state.log[log_start..].to_vec() })
 }
 
 /// One execution in `context`; routes the calls it made and answers finished contexts.
 /// Returns whether it trapped.
-fn step(canister: &mut Canister, context: u64, entry: Entry, message: Message, events: &mut VecDeque<Event>, totals: &mut Totals) -> Result<bool, HostError> {
+fn step(
+    canister: &mut Canister,
+    context: u64,
+    entry: Entry,
+    message: Message,
+    events: &mut VecDeque<Event>,
+    totals: &mut Totals,
+) -> Result<bool, HostError> {
     canister.store.data_mut().current = Some(context);
     let (used, trap) = canister.execute(entry, message, true)?;
     totals.instructions += used;

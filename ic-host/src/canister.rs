@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::{Engine, Global, Instance, Linker, Memory, Module, Store, TypedFunc, V128, Val};
 
 use crate::cost::limits;
-use crate::ic0;
 use crate::cost::pages::COPY;
+use crate::ic0;
 use crate::instrument::{self, COUNTER_EXPORT, GLOBAL_EXPORT_PREFIX, PAGE_WRITTEN, PAGES_EXPORT, TABLE_EXPORT};
 use crate::message::{Kind, Message};
 use crate::persist::{CanisterState, GlobalValue};
@@ -129,7 +129,8 @@ impl Canister {
             // Any exported memory will do; the IC requires at most one.
             module.exports().find_map(|e| e.ty().memory().map(|_| e.name().to_string())).and_then(|n| instance.get_memory(&mut store, &n))
         });
-        let counter = instance.get_global(&mut store, COUNTER_EXPORT).ok_or_else(|| HostError::Instantiate("instrumentation lost the counter".into()))?;
+        let counter =
+            instance.get_global(&mut store, COUNTER_EXPORT).ok_or_else(|| HostError::Instantiate("instrumentation lost the counter".into()))?;
         let mut names: Vec<String> = module.exports().filter(|e| e.name().starts_with(GLOBAL_EXPORT_PREFIX)).map(|e| e.name().to_string()).collect();
         names.sort();
         let globals = names.iter().filter_map(|n| instance.get_global(&mut store, n)).collect();
@@ -216,7 +217,10 @@ impl Canister {
         let minimum = self.module.exports().find_map(|e| e.ty().memory().map(|m| m.minimum())).map(|pages| pages * 65_536);
         match minimum {
             Some(minimum) if (state.heap.len() as u64) < minimum || !state.heap.len().is_multiple_of(65_536) => {
-                return Err(HostError::State(format!("a heap of {} bytes for a module whose memory starts at {minimum} bytes and grows by 64 KiB pages", state.heap.len())));
+                return Err(HostError::State(format!(
+                    "a heap of {} bytes for a module whose memory starts at {minimum} bytes and grows by 64 KiB pages",
+                    state.heap.len()
+                )));
             }
             None if !state.heap.is_empty() => return Err(HostError::State("a heap for a module without memory".into())),
             _ => {}
@@ -256,7 +260,9 @@ impl Canister {
         // Everything that can fail without running the canister fails before the message
         // begins, so that an error leaves no message, journal or snapshot half open.
         let target = match entry {
-            Entry::Export(name) => Target::Export(self.instance.get_typed_func::<(), ()>(&mut self.store, &name).map_err(|_| HostError::NoMethod(name))?),
+            Entry::Export(name) => {
+                Target::Export(self.instance.get_typed_func::<(), ()>(&mut self.store, &name).map_err(|_| HostError::NoMethod(name))?)
+            }
             Entry::Callback { fun, env } => Target::Callback { fun, env },
         };
         self.counter.set(&mut self.store, Val::I64(limit as i64)).map_err(|e| HostError::Instantiate(e.to_string()))?;
@@ -339,7 +345,6 @@ impl Canister {
     }
 }
 
-
 fn describe_trap(e: &wasmtime::Error, limit: u64) -> String {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return format!("Canister trapped: {trap}");
@@ -368,10 +373,7 @@ enum Target {
 fn call_table(store: &mut Store<State>, fun: u32, env: u32) -> wasmtime::Result<()> {
     let table = store.data().table.ok_or_else(|| wasmtime::Error::msg("the canister has no function table for callbacks"))?;
     let entry = table.get(&mut *store, u64::from(fun)).ok_or_else(|| wasmtime::Error::msg(format!("callback index {fun} is out of the table")))?;
-    let func = entry
-        .as_func()
-        .flatten()
-        .ok_or_else(|| wasmtime::Error::msg(format!("callback index {fun} is not a function")))?;
+    let func = entry.as_func().flatten().ok_or_else(|| wasmtime::Error::msg(format!("callback index {fun} is not a function")))?;
     let typed = func.typed::<i32, ()>(&*store)?;
     typed.call(store, env as i32)
 }

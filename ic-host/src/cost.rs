@@ -18,8 +18,8 @@ pub fn operator_cost(op: &Operator<'_>) -> u64 {
         I32DivS | I32DivU | I32RemS | I32RemU | I64DivS | I64DivU | I64RemS | I64RemU => 10,
 
         F32Abs | F32Neg | F64Abs | F64Neg => 1,
-        F32Add | F32Sub | F32Mul | F32Ceil | F32Floor | F32Trunc | F32Nearest | F64Add | F64Sub | F64Mul | F64Ceil
-        | F64Floor | F64Trunc | F64Nearest => 2,
+        F32Add | F32Sub | F32Mul | F32Ceil | F32Floor | F32Trunc | F32Nearest | F64Add | F64Sub | F64Mul | F64Ceil | F64Floor | F64Trunc
+        | F64Nearest => 2,
         F32Div => 3,
         F64Div => 5,
         F32Min | F32Max | F64Min | F64Max => 18,
@@ -31,10 +31,9 @@ pub fn operator_cost(op: &Operator<'_>) -> u64 {
 
         F32ConvertI32S | F64ConvertI64S | F32ConvertI64S | F64ConvertI32S => 3,
         F64ConvertI32U | F32ConvertI64U | F32ConvertI32U | F64ConvertI64U => 16,
-        I64TruncSatF32S | I64TruncSatF32U | I64TruncSatF64S | I64TruncSatF64U | I32TruncSatF32S | I32TruncSatF32U
-        | I32TruncSatF64S | I32TruncSatF64U => 20,
-        I32TruncF32S | I32TruncF32U | I32TruncF64S | I32TruncF64U | I64TruncF32S | I64TruncF32U | I64TruncF64S
-        | I64TruncF64U => 20,
+        I64TruncSatF32S | I64TruncSatF32U | I64TruncSatF64S | I64TruncSatF64U | I32TruncSatF32S | I32TruncSatF32U | I32TruncSatF64S
+        | I32TruncSatF64U => 20,
+        I32TruncF32S | I32TruncF32U | I32TruncF64S | I32TruncF64U | I64TruncF32S | I64TruncF32U | I64TruncF64S | I64TruncF64U => 20,
         F32DemoteF64 | F64PromoteF32 => 1,
 
         GlobalGet { .. } | GlobalSet { .. } => 2,

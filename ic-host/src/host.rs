@@ -262,14 +262,21 @@ impl Host {
     /// A non-replicated query that is given `certificate` (a certificate of the canister's
     /// certified data): `ic0.data_certificate_present` returns 1 and
     /// `ic0.data_certificate_size`/`_copy` return it. With `None` it is [`Host::query`].
-    pub fn query_with_certificate(&mut self, method: &str, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
+    pub fn query_with_certificate(
+        &mut self,
+        method: &str,
+        arg: &[u8],
+        caller: Principal,
+        certificate: Option<Vec<u8>>,
+    ) -> Result<Outcome, HostError> {
         self.run_query(method, Kind::Query, arg, caller, certificate)
     }
 
     /// A query (composite queries too, when not replicated), never committed.
     fn run_query(&mut self, method: &str, kind: Kind, arg: &[u8], caller: Principal, certificate: Option<Vec<u8>>) -> Result<Outcome, HostError> {
         let export = format!("canister_query {method}");
-        let export = if self.canister.has_method(&export) || kind == Kind::ReplicatedQuery { export } else { format!("canister_composite_query {method}") };
+        let export =
+            if self.canister.has_method(&export) || kind == Kind::ReplicatedQuery { export } else { format!("canister_composite_query {method}") };
         if !self.canister.has_method(&export) {
             return Err(HostError::NoMethod(method.to_string()));
         }
@@ -285,7 +292,8 @@ impl Host {
         let answered = state.contexts.remove(&context).and_then(|c| c.response);
         let response = match trap {
             Some(message) => Response::Reject { code: RejectCode::CanisterError, message },
-            None => answered.unwrap_or(Response::Reject { code: RejectCode::CanisterError, message: format!("Canister did not reply to the call {method}") }),
+            None => answered
+                .unwrap_or(Response::Reject { code: RejectCode::CanisterError, message: format!("Canister did not reply to the call {method}") }),
         };
         Ok(Outcome { response, instructions: used, slices: slices(used), pages: state.pages.used, log: state.log[log_start..].to_vec() })
     }

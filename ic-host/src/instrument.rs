@@ -28,8 +28,8 @@ use std::collections::HashSet;
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
 use wasm_encoder::{
-    CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, GlobalSection, GlobalType, ImportSection, Instruction,
-    MemorySection, MemoryType, Module, SectionId, TypeSection, ValType,
+    CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, GlobalSection, GlobalType, ImportSection, Instruction, MemorySection, MemoryType,
+    Module, SectionId, TypeSection, ValType,
 };
 use wasmparser::{Operator, Parser, Payload};
 
@@ -266,14 +266,18 @@ struct Access {
 fn access(op: &Operator<'_>) -> Option<Access> {
     use Operator::*;
     let load = |m: &wasmparser::MemArg, size| Some(Access { offset: m.offset, size, write: false, value: None }).filter(|_| m.memory == 0);
-    let lane = |m: &wasmparser::MemArg, size, write| Some(Access { offset: m.offset, size, write, value: Some(ValType::V128) }).filter(|_| m.memory == 0);
+    let lane =
+        |m: &wasmparser::MemArg, size, write| Some(Access { offset: m.offset, size, write, value: Some(ValType::V128) }).filter(|_| m.memory == 0);
     let store = |m: &wasmparser::MemArg, size, ty| Some(Access { offset: m.offset, size, write: true, value: Some(ty) }).filter(|_| m.memory == 0);
     match op {
         I32Load8S { memarg } | I32Load8U { memarg } | I64Load8S { memarg } | I64Load8U { memarg } | V128Load8Splat { memarg } => load(memarg, 1),
         I32Load16S { memarg } | I32Load16U { memarg } | I64Load16S { memarg } | I64Load16U { memarg } | V128Load16Splat { memarg } => load(memarg, 2),
-        I32Load { memarg } | F32Load { memarg } | I64Load32S { memarg } | I64Load32U { memarg } | V128Load32Splat { memarg } | V128Load32Zero { memarg } => {
-            load(memarg, 4)
-        }
+        I32Load { memarg }
+        | F32Load { memarg }
+        | I64Load32S { memarg }
+        | I64Load32U { memarg }
+        | V128Load32Splat { memarg }
+        | V128Load32Zero { memarg } => load(memarg, 4),
         I64Load { memarg }
         | F64Load { memarg }
         | V128Load8x8S { memarg }
@@ -332,7 +336,14 @@ fn page_checks(ops: &[Operator<'_>]) -> Vec<Check> {
             let base = match (i.checked_sub(1).map(|j| &ops[j]), i.checked_sub(2).map(|j| &ops[j]), a.value) {
                 (Some(Operator::LocalGet { local_index }), _, None) => Some(*local_index),
                 (
-                    Some(Operator::LocalGet { .. } | Operator::I32Const { .. } | Operator::I64Const { .. } | Operator::F32Const { .. } | Operator::F64Const { .. } | Operator::V128Const { .. }),
+                    Some(
+                        Operator::LocalGet { .. }
+                        | Operator::I32Const { .. }
+                        | Operator::I64Const { .. }
+                        | Operator::F32Const { .. }
+                        | Operator::F64Const { .. }
+                        | Operator::V128Const { .. },
+                    ),
                     Some(Operator::LocalGet { local_index }),
                     Some(_),
                 ) => Some(*local_index),
@@ -488,11 +499,7 @@ impl Reencode for Instrumenter {
         Ok(shift(self.l.imported_funcs, self.added_funcs(), func))
     }
 
-    fn parse_type_section(
-        &mut self,
-        types: &mut TypeSection,
-        section: wasmparser::TypeSectionReader<'_>,
-    ) -> Result<(), ReencodeError<Self::Error>> {
+    fn parse_type_section(&mut self, types: &mut TypeSection, section: wasmparser::TypeSectionReader<'_>) -> Result<(), ReencodeError<Self::Error>> {
         utils::parse_type_section(self, types, section)?;
         self.add_types(types);
         Ok(())
@@ -594,11 +601,7 @@ impl Reencode for Instrumenter {
         Ok(())
     }
 
-    fn parse_function_body(
-        &mut self,
-        code: &mut CodeSection,
-        func: wasmparser::FunctionBody<'_>,
-    ) -> Result<(), ReencodeError<Self::Error>> {
+    fn parse_function_body(&mut self, code: &mut CodeSection, func: wasmparser::FunctionBody<'_>) -> Result<(), ReencodeError<Self::Error>> {
         let type_index = self.l.func_types.get(self.next_body).copied().unwrap_or(0);
         self.next_body += 1;
         let params = self.l.type_params.get(type_index as usize).copied().unwrap_or(0);

@@ -168,10 +168,16 @@ fn run(cli: Cli) -> Result<()> {
                 let types = interface.method(method).map(|f| f.args.clone());
                 let bytes = interface.encode(args, types.as_deref())?;
                 if bytes.len() > ic_host::replica::MAX_INGRESS_BYTES {
-                    bail!("the argument of {method} is {} bytes, over the IC's ingress message limit of {} bytes", bytes.len(), ic_host::replica::MAX_INGRESS_BYTES);
+                    bail!(
+                        "the argument of {method} is {} bytes, over the IC's ingress message limit of {} bytes",
+                        bytes.len(),
+                        ic_host::replica::MAX_INGRESS_BYTES
+                    );
                 }
                 let out = if first == "update" { host.update(method, &bytes, caller)? } else { host.query(method, &bytes, caller)? };
-                let reply = out.reply().map(|r| interface.decode(r, Some(method)).map(|a| a.to_string()).unwrap_or_else(|e| format!("(undecodable reply: {e})")));
+                let reply = out
+                    .reply()
+                    .map(|r| interface.decode(r, Some(method)).map(|a| a.to_string()).unwrap_or_else(|e| format!("(undecodable reply: {e})")));
                 report(&step, first, &out, reply, cli.json);
             }
             "upgrade" => {
@@ -240,7 +246,8 @@ struct ServeCli {
 fn serve(cli: ServeCli) -> Result<()> {
     // Every canister the replica installs or loads takes the process default.
     Accounting::set_default(cli.accounting);
-    let controller = cli.controller.as_deref().map(|t| Principal::from_text(t).with_context(|| format!("--controller {t:?} is not a principal"))).transpose()?;
+    let controller =
+        cli.controller.as_deref().map(|t| Principal::from_text(t).with_context(|| format!("--controller {t:?} is not a principal"))).transpose()?;
     if let Some(dir) = &cli.state_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {}", dir.display()))?;
     }
@@ -261,11 +268,8 @@ fn serve(cli: ServeCli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let result = if std::env::args().nth(1).as_deref() == Some("serve") {
-        serve(ServeCli::parse_from(std::env::args().skip(1)))
-    } else {
-        run(Cli::parse())
-    };
+    let result =
+        if std::env::args().nth(1).as_deref() == Some("serve") { serve(ServeCli::parse_from(std::env::args().skip(1))) } else { run(Cli::parse()) };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

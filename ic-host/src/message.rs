@@ -78,7 +78,8 @@ impl Kinds {
 use Kind::*;
 
 /// Every message (not the start function).
-const ALL: Kinds = Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, Query, ReplicatedQuery, InspectMessage, ReplyCallback, RejectCallback, Cleanup, Timer]);
+const ALL: Kinds =
+    Kinds::of(&[Init, PreUpgrade, PostUpgrade, Update, Query, ReplicatedQuery, InspectMessage, ReplyCallback, RejectCallback, Cleanup, Timer]);
 /// Every message and the start function.
 const ANYWHERE: Kinds = Kinds(ALL.0 | Kinds::of(&[Start]).0);
 /// Messages that carry an argument.
@@ -173,7 +174,18 @@ pub struct Message {
 impl Message {
     pub fn new(kind: Kind, arg: Vec<u8>, caller: Principal, method: &str, limit: u64) -> Message {
         let pays_writes = !matches!(kind, Kind::Query | Kind::InspectMessage);
-        Message { kind, arg, caller, method: method.to_string(), limit, reject: None, reply_buffer: Vec::new(), accepted: false, certificate: None, pays_writes }
+        Message {
+            kind,
+            arg,
+            caller,
+            method: method.to_string(),
+            limit,
+            reject: None,
+            reply_buffer: Vec::new(),
+            accepted: false,
+            certificate: None,
+            pays_writes,
+        }
     }
 }
 

@@ -496,7 +496,13 @@ mod tests {
         CanisterState {
             wasm: Arc::from(&b"\0asm\x01\0\0\0"[..]),
             heap: heap.into(),
-            globals: vec![GlobalValue::I32(7), GlobalValue::I64(u64::MAX), GlobalValue::F32(f32::NAN.to_bits() | 1), GlobalValue::F64(2.5f64.to_bits()), GlobalValue::V128(u128::MAX - 1)],
+            globals: vec![
+                GlobalValue::I32(7),
+                GlobalValue::I64(u64::MAX),
+                GlobalValue::F32(f32::NAN.to_bits() | 1),
+                GlobalValue::F64(2.5f64.to_bits()),
+                GlobalValue::V128(u128::MAX - 1),
+            ],
             stable,
             timer: 5,
             certified_data: b"certified".to_vec(),

@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use candid::Principal;
 use wasmtime::{Global, Memory, ResourceLimiter, Table};
 
+use crate::instrument::{PAGE_ACCESSED, PAGE_WRITTEN};
 use crate::management::Rng;
 use crate::message::Message;
 use crate::persist::CanisterState;
-use crate::instrument::{PAGE_ACCESSED, PAGE_WRITTEN};
 use crate::stable::StableMemory;
 use crate::types::{Accounting, HostConfig, PageUse, Response};
 

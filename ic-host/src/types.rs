@@ -58,7 +58,11 @@ pub struct PageUse {
 impl std::ops::Add for PageUse {
     type Output = PageUse;
     fn add(self, other: PageUse) -> PageUse {
-        PageUse { instructions: self.instructions + other.instructions, accessed: self.accessed + other.accessed, written: self.written + other.written }
+        PageUse {
+            instructions: self.instructions + other.instructions,
+            accessed: self.accessed + other.accessed,
+            written: self.written + other.written,
+        }
     }
 }
 

@@ -195,7 +195,10 @@ pub fn validate(wasm: &[u8]) -> Result<ModuleInfo, ValidationError> {
             }
             Payload::CustomSection(c) => {
                 let name = c.name();
-                let meta = name.strip_prefix("icp:public ").map(|m| (m, Visibility::Public)).or_else(|| name.strip_prefix("icp:private ").map(|m| (m, Visibility::Private)));
+                let meta = name
+                    .strip_prefix("icp:public ")
+                    .map(|m| (m, Visibility::Public))
+                    .or_else(|| name.strip_prefix("icp:private ").map(|m| (m, Visibility::Private)));
                 if let Some((meta, visibility)) = meta {
                     custom_count += 1;
                     custom_bytes += c.data().len() + meta.len();

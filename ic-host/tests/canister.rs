@@ -219,7 +219,6 @@ fn instruction_limits() {
     assert_eq!(before, after);
 }
 
-
 #[derive(CandidType, Deserialize, Debug)]
 struct More {
     cycles_available: u128,

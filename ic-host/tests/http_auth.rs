@@ -5,9 +5,12 @@
 
 use candid::Principal;
 use ic_agent::agent::{Envelope as AgentEnvelope, EnvelopeContent};
-use ic_certification::Label;
-use ic_agent::identity::{AnonymousIdentity, BasicIdentity, DelegatedIdentity, Delegation, DelegationPermissions, Prime256v1Identity, Secp256k1Identity, SenderInfo, SignedDelegation};
+use ic_agent::identity::{
+    AnonymousIdentity, BasicIdentity, DelegatedIdentity, Delegation, DelegationPermissions, Prime256v1Identity, Secp256k1Identity, SenderInfo,
+    SignedDelegation,
+};
 use ic_agent::{Agent, Identity, to_request_id};
+use ic_certification::Label;
 use ic_host::http::auth::{self, AuthError, Authenticated, DelegationError, KeyError, SignatureError};
 use ic_host::http::envelope::{self, Content, EnvelopeError, RequestKind};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -55,16 +58,37 @@ fn signed_call(agent: &Agent) -> (Vec<u8>, [u8; 32]) {
 /// The body and the ic-transport-types request id of content signed by `identity`, serialized as ic-agent does.
 fn sign(identity: &dyn Identity, content: &EnvelopeContent) -> (Vec<u8>, [u8; 32]) {
     let signature = identity.sign(content).unwrap();
-    let envelope = AgentEnvelope { content: Cow::Borrowed(content), sender_pubkey: signature.public_key, sender_sig: signature.signature, sender_delegation: signature.delegations };
+    let envelope = AgentEnvelope {
+        content: Cow::Borrowed(content),
+        sender_pubkey: signature.public_key,
+        sender_sig: signature.signature,
+        sender_delegation: signature.delegations,
+    };
     (envelope.encode_bytes(), *to_request_id(content).unwrap())
 }
 
 fn call_content(sender: Principal, ingress_expiry: u64) -> EnvelopeContent {
-    EnvelopeContent::Call { nonce: Some(vec![7; 16]), ingress_expiry, sender, canister_id: canister(), method_name: "greet".into(), arg: b"DIDL\0\0".to_vec(), sender_info: None }
+    EnvelopeContent::Call {
+        nonce: Some(vec![7; 16]),
+        ingress_expiry,
+        sender,
+        canister_id: canister(),
+        method_name: "greet".into(),
+        arg: b"DIDL\0\0".to_vec(),
+        sender_info: None,
+    }
 }
 
 fn query_content(sender: Principal, ingress_expiry: u64) -> EnvelopeContent {
-    EnvelopeContent::Query { ingress_expiry, sender, canister_id: canister(), method_name: "hello".into(), arg: b"DIDL\0\0".to_vec(), nonce: None, sender_info: None }
+    EnvelopeContent::Query {
+        ingress_expiry,
+        sender,
+        canister_id: canister(),
+        method_name: "hello".into(),
+        arg: b"DIDL\0\0".to_vec(),
+        nonce: None,
+        sender_info: None,
+    }
 }
 
 fn accept(body: &[u8], kind: RequestKind, expected_id: [u8; 32], now: u64) -> Authenticated {
@@ -119,7 +143,10 @@ fn spec_worked_example_through_the_decoder() {
     assert_eq!((canister_id.as_slice(), *sender, method_name.as_str()), (&b"\x00\x00\x00\x00\x00\x00\x04\xD2"[..], Principal::anonymous(), "hello"));
     // Anonymous: accepted at its expiry, refused a nanosecond later (calls are always expiry-checked).
     let expiry = 1_685_570_400_000_000_000;
-    assert_eq!(auth::authenticate(&envelope, expiry, canister()).unwrap(), Authenticated { sender: Principal::anonymous(), targets: None, queries_only: false });
+    assert_eq!(
+        auth::authenticate(&envelope, expiry, canister()).unwrap(),
+        Authenticated { sender: Principal::anonymous(), targets: None, queries_only: false }
+    );
     assert!(matches!(auth::authenticate(&envelope, expiry + 1, canister()), Err(AuthError::Expiry { .. })));
 }
 
@@ -139,10 +166,22 @@ fn every_key_kind_signs_calls_queries_and_read_states_that_authenticate() {
         let Content::Call { nonce, canister_id, .. } = &envelope.content else { panic!("{name}") };
         assert!(nonce.is_some(), "{name}: ic-agent sends a nonce on calls");
         assert_eq!(*canister_id, canister());
-        assert_eq!(auth::authenticate(&envelope, now_ns(), canister()).unwrap(), Authenticated { sender, targets: None, queries_only: false }, "{name}");
+        assert_eq!(
+            auth::authenticate(&envelope, now_ns(), canister()).unwrap(),
+            Authenticated { sender, targets: None, queries_only: false },
+            "{name}"
+        );
 
         let query = agent.query(&canister(), "hello").with_arg(b"DIDL\0\0".to_vec()).sign().unwrap();
-        let content = EnvelopeContent::Query { ingress_expiry: query.ingress_expiry, sender: query.sender, canister_id: query.canister_id, method_name: query.method_name, arg: query.arg, nonce: query.nonce, sender_info: None };
+        let content = EnvelopeContent::Query {
+            ingress_expiry: query.ingress_expiry,
+            sender: query.sender,
+            canister_id: query.canister_id,
+            method_name: query.method_name,
+            arg: query.arg,
+            nonce: query.nonce,
+            sender_info: None,
+        };
         assert_eq!(accept(&query.signed_query, RequestKind::Query, *to_request_id(&content).unwrap(), now_ns()).sender, sender, "{name}");
 
         let status = agent.sign_request_status(canister(), ic_agent::RequestId::new(&id)).unwrap();
@@ -150,7 +189,10 @@ fn every_key_kind_signs_calls_queries_and_read_states_that_authenticate() {
         let content = EnvelopeContent::ReadState { ingress_expiry: status.ingress_expiry, sender: status.sender, paths };
         let envelope = envelope::decode(&status.signed_request_status, RequestKind::ReadState).unwrap();
         assert_eq!(envelope.request_id.0, *to_request_id(&content).unwrap(), "{name}");
-        assert_eq!(envelope.content, Content::ReadState { paths: vec![vec![b"request_status".to_vec(), id.to_vec()]], sender, ingress_expiry: status.ingress_expiry });
+        assert_eq!(
+            envelope.content,
+            Content::ReadState { paths: vec![vec![b"request_status".to_vec(), id.to_vec()]], sender, ingress_expiry: status.ingress_expiry }
+        );
         assert_eq!(auth::authenticate(&envelope, now_ns(), canister()).unwrap().sender, sender, "{name}");
     }
 }
@@ -275,7 +317,10 @@ fn a_delegation_signed_by_the_wrong_key_is_refused() {
     let chain = vec![SignedDelegation { signature: stranger.sign_delegation(&delegation).unwrap().signature.unwrap(), delegation }];
     let (body, _) = signed_call(&agent(DelegatedIdentity::new_unchecked(root.public_key().unwrap(), Box::new(leaf), chain)));
     let error = reject(&body, RequestKind::Call, now);
-    assert!(matches!(error, AuthError::InvalidDelegation(DelegationError::Signature(SignatureError::Verification { algorithm: "Ed25519", .. }))), "{error:?}");
+    assert!(
+        matches!(error, AuthError::InvalidDelegation(DelegationError::Signature(SignatureError::Verification { algorithm: "Ed25519", .. }))),
+        "{error:?}"
+    );
     assert!(error.to_string().starts_with("Invalid delegation: Invalid basic signature: Ed25519 signature could not be verified"), "{error}");
 }
 
@@ -291,13 +336,18 @@ fn a_tampered_delegation_no_longer_verifies() {
         delegation.insert(key("targets"), Value::Array(vec![Value::Bytes(canister().as_slice().to_vec())]));
     });
     let error = reject(&body, RequestKind::Call, now);
-    assert!(matches!(error, AuthError::InvalidDelegation(DelegationError::Signature(SignatureError::Verification { algorithm: "EcdsaSecp256k1", .. }))), "{error:?}");
+    assert!(
+        matches!(error, AuthError::InvalidDelegation(DelegationError::Signature(SignatureError::Verification { algorithm: "EcdsaSecp256k1", .. }))),
+        "{error:?}"
+    );
 }
 
 #[test]
 fn wrong_key_tampered_arg_and_foreign_sender_are_refused() {
     let now = now_ns();
-    for (name, identity) in [("ed25519", Box::new(ed25519(1)) as Box<dyn Identity>), ("secp256k1", Box::new(secp256k1(2))), ("p256", Box::new(p256(3)))] {
+    for (name, identity) in
+        [("ed25519", Box::new(ed25519(1)) as Box<dyn Identity>), ("secp256k1", Box::new(secp256k1(2))), ("p256", Box::new(p256(3)))]
+    {
         let (body, _) = sign(identity.as_ref(), &call_content(identity.sender().unwrap(), now + 2 * MINUTE));
         // Tampered arg: the request id changes, the signature no longer matches it.
         let tampered = tamper(&body, |map| {
@@ -318,7 +368,10 @@ fn wrong_key_tampered_arg_and_foreign_sender_are_refused() {
         let (body, _) = sign(identity.as_ref(), &call_content(ed25519(98).sender().unwrap(), now + 2 * MINUTE));
         let error = reject(&body, RequestKind::Call, now);
         assert!(matches!(error, AuthError::SenderMismatch { .. }), "{name}: {error:?}");
-        assert!(error.to_string().starts_with(&format!("The user id '{}' does not match the public key '", ed25519(98).sender().unwrap())), "{name}: {error}");
+        assert!(
+            error.to_string().starts_with(&format!("The user id '{}' does not match the public key '", ed25519(98).sender().unwrap())),
+            "{name}: {error}"
+        );
     }
 }
 
@@ -339,7 +392,10 @@ fn negate_s(signature: &[u8], order: &str) -> Vec<u8> {
 #[test]
 fn secp256k1_signatures_need_a_low_s_and_p256_ones_do_not() {
     let now = now_ns();
-    let cases = [(Box::new(secp256k1(2)) as Box<dyn Identity>, "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", false), (Box::new(p256(3)), "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", true)];
+    let cases = [
+        (Box::new(secp256k1(2)) as Box<dyn Identity>, "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", false),
+        (Box::new(p256(3)), "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", true),
+    ];
     for (identity, order, both) in cases {
         let (body, id) = sign(identity.as_ref(), &call_content(identity.sender().unwrap(), now + MINUTE));
         accept(&body, RequestKind::Call, id, now);
@@ -351,7 +407,12 @@ fn secp256k1_signatures_need_a_low_s_and_p256_ones_do_not() {
         let result = auth::authenticate(&envelope, now, canister());
         assert_eq!(result.is_ok(), both, "{result:?}");
         if let Err(error) = result {
-            assert!(error.to_string().starts_with("Invalid signature: Invalid basic signature: EcdsaSecp256k1 signature could not be verified: public key 04"), "{error}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("Invalid signature: Invalid basic signature: EcdsaSecp256k1 signature could not be verified: public key 04"),
+                "{error}"
+            );
         }
     }
 }
@@ -387,7 +448,10 @@ fn the_expiry_window_is_now_to_five_and_a_half_minutes() {
         }
     }
     let error = reject(&sign(&identity, &call_content(identity.sender().unwrap(), now - 1)).0, RequestKind::Call, now);
-    assert_eq!(error.to_string(), "Invalid request expiry: Specified ingress_expiry not within expected range: Minimum allowed expiry: 2026-01-01 00:00:00.000000000 UTC, Maximum allowed expiry: 2026-01-01 00:05:30.000000000 UTC, Provided expiry:        2025-12-31 23:59:59.999999999 UTC");
+    assert_eq!(
+        error.to_string(),
+        "Invalid request expiry: Specified ingress_expiry not within expected range: Minimum allowed expiry: 2026-01-01 00:00:00.000000000 UTC, Maximum allowed expiry: 2026-01-01 00:05:30.000000000 UTC, Provided expiry:        2025-12-31 23:59:59.999999999 UTC"
+    );
 }
 
 #[test]
@@ -470,7 +534,9 @@ fn unsupported_and_unparseable_keys_are_typed_errors() {
             content_of(map).insert(key("sender"), Value::Bytes(Principal::self_authenticating(&der_c).as_slice().to_vec()));
         });
         match reject(&body, RequestKind::Call, now) {
-            AuthError::InvalidSignature(SignatureError::InvalidPublicKey(key_error)) => assert!(expected(&key_error), "{}: {key_error:?}", hex::encode(&der)),
+            AuthError::InvalidSignature(SignatureError::InvalidPublicKey(key_error)) => {
+                assert!(expected(&key_error), "{}: {key_error:?}", hex::encode(&der))
+            }
             other => panic!("{}: {other:?}", hex::encode(&der)),
         }
     }
@@ -479,7 +545,11 @@ fn unsupported_and_unparseable_keys_are_typed_errors() {
         content_of(map).insert(key("sender"), Value::Bytes(Principal::self_authenticating(&der).as_slice().to_vec()));
         map.insert(key("sender_pubkey"), Value::Bytes(der));
     });
-    assert!(reject(&body, RequestKind::Call, now).to_string().starts_with("Invalid signature: Invalid public key: Algorithm not supported: canister signature public keys are not supported"));
+    assert!(
+        reject(&body, RequestKind::Call, now)
+            .to_string()
+            .starts_with("Invalid signature: Invalid public key: Algorithm not supported: canister signature public keys are not supported")
+    );
 }
 
 #[test]
@@ -487,7 +557,15 @@ fn unknown_content_fields_are_part_of_the_request_id() {
     let now = now_ns();
     let identity = secp256k1(2);
     let sender_info = SenderInfo { info: b"some info".to_vec(), signer: canister().as_slice().to_vec(), sig: vec![1, 2, 3] };
-    let content = EnvelopeContent::Call { nonce: None, ingress_expiry: now + MINUTE, sender: identity.sender().unwrap(), canister_id: canister(), method_name: "m".into(), arg: vec![], sender_info: Some(sender_info) };
+    let content = EnvelopeContent::Call {
+        nonce: None,
+        ingress_expiry: now + MINUTE,
+        sender: identity.sender().unwrap(),
+        canister_id: canister(),
+        method_name: "m".into(),
+        arg: vec![],
+        sender_info: Some(sender_info),
+    };
     let (body, id) = sign(&identity, &content);
     let authenticated = accept(&body, RequestKind::Call, id, now);
     assert_eq!(authenticated.sender, identity.sender().unwrap());
@@ -501,8 +579,14 @@ fn unknown_content_fields_are_part_of_the_request_id() {
 fn the_request_type_must_match_the_endpoint() {
     let now = now_ns();
     let (body, _) = signed_call(&agent(ed25519(1)));
-    assert_eq!(envelope::decode(&body, RequestKind::Query).unwrap_err(), EnvelopeError::WrongRequestType { expected: RequestKind::Query, found: RequestKind::Call });
-    assert_eq!(envelope::decode(&body, RequestKind::ReadState).unwrap_err(), EnvelopeError::WrongRequestType { expected: RequestKind::ReadState, found: RequestKind::Call });
+    assert_eq!(
+        envelope::decode(&body, RequestKind::Query).unwrap_err(),
+        EnvelopeError::WrongRequestType { expected: RequestKind::Query, found: RequestKind::Call }
+    );
+    assert_eq!(
+        envelope::decode(&body, RequestKind::ReadState).unwrap_err(),
+        EnvelopeError::WrongRequestType { expected: RequestKind::ReadState, found: RequestKind::Call }
+    );
     let (body, _) = sign(&AnonymousIdentity, &query_content(Principal::anonymous(), now));
     assert!(matches!(envelope::decode(&body, RequestKind::Call), Err(EnvelopeError::WrongRequestType { .. })));
     let unknown = tamper(&body, |map| {
@@ -521,7 +605,10 @@ fn malformed_bodies_are_typed_errors() {
     }
     assert!(decode(&[body.as_slice(), &[0x00]].concat()).is_err());
     assert!(matches!(decode(b"garbage, not CBOR at all"), Err(EnvelopeError::Cbor { .. }) | Err(EnvelopeError::WrongType { .. })));
-    assert_eq!(decode(&serde_cbor::to_vec(&Value::Array(vec![])).unwrap()).unwrap_err(), EnvelopeError::WrongType { field: "envelope", expected: "a map" });
+    assert_eq!(
+        decode(&serde_cbor::to_vec(&Value::Array(vec![])).unwrap()).unwrap_err(),
+        EnvelopeError::WrongType { field: "envelope", expected: "a map" }
+    );
     let deep = [vec![0xd9, 0xd9, 0xf7, 0xa1, 0x67], b"content".to_vec(), vec![0x81; 100_000], vec![0x00]].concat();
     assert_eq!(decode(&deep).unwrap_err(), EnvelopeError::Cbor { offset: 3 + 1 + 8 + envelope::MAX_NESTING - 1, reason: "nesting too deep" });
     let edits: Vec<(&str, Value, EnvelopeError)> = vec![
@@ -603,7 +690,11 @@ fn random_mutations_of_real_bodies_never_panic() {
     let delegated = agent(chain_of_two(now + 60 * MINUTE, Some(vec![canister()]), None));
     let status = delegated.sign_request_status(canister(), ic_agent::RequestId::new(&[3; 32])).unwrap();
     let query = agent(secp256k1(2)).query(&canister(), "hello").with_arg(b"DIDL\0\0".to_vec()).sign().unwrap();
-    let seeds = [(signed_call(&delegated).0, RequestKind::Call), (status.signed_request_status, RequestKind::ReadState), (query.signed_query, RequestKind::Query)];
+    let seeds = [
+        (signed_call(&delegated).0, RequestKind::Call),
+        (status.signed_request_status, RequestKind::ReadState),
+        (query.signed_query, RequestKind::Query),
+    ];
     let mut rng = StdRng::seed_from_u64(0x1c_4057);
     let (mut decoded, mut authenticated) = (0, 0);
     for round in 0..6_000 {

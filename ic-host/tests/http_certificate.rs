@@ -10,19 +10,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use candid::Principal;
 use ic_agent::agent::{EffectiveId, RejectCode, RequestStatusResponse};
 use ic_agent::identity::BasicIdentity;
 use ic_agent::{Agent, AgentError, RequestId};
 use ic_host::http::certificate;
 use ic_host::http::keys::SubnetKeys;
-use ic_host::http::state_tree::{check_paths, tree_for, ApiVersion, CanisterView, Endpoint, RequestStatusView, RequestView, StateSource, SubnetView, Visibility};
+use ic_host::http::state_tree::{
+    ApiVersion, CanisterView, Endpoint, RequestStatusView, RequestView, StateSource, SubnetView, Visibility, check_paths, tree_for,
+};
 use ic_transport_types::{Envelope, EnvelopeContent};
 
 const CANISTER: Principal = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 7, 1, 1]);
@@ -58,7 +60,10 @@ impl Replica {
         let canister = CanisterView {
             module_hash: Some(MODULE_HASH),
             controllers: vec![controller_identity().sender().unwrap()],
-            metadata: vec![("candid:service".to_string(), Visibility::Public, b"service : { echo : (text) -> (text) }".to_vec()), ("secret".to_string(), Visibility::Private, b"for controllers".to_vec())],
+            metadata: vec![
+                ("candid:service".to_string(), Visibility::Public, b"service : { echo : (text) -> (text) }".to_vec()),
+                ("secret".to_string(), Visibility::Private, b"for controllers".to_vec()),
+            ],
             certified_data: b"certified".to_vec(),
         };
         Replica { keys, subnet, canisters: HashMap::from([(CANISTER, canister)]), requests: Mutex::new(HashMap::new()), clock_offset_ns }
@@ -191,12 +196,17 @@ async fn updates_complete_through_verified_certificates() {
     assert_eq!(agent.update(&CANISTER, "echo").with_arg(b"abc".to_vec()).call_and_wait().await.unwrap(), b"abc");
     match agent.update(&CANISTER, "reject").call_and_wait().await {
         Err(AgentError::CertifiedReject { reject, .. }) => {
-            assert_eq!((reject.reject_code, reject.reject_message.as_str(), reject.error_code.as_deref()), (RejectCode::CanisterReject, "no thanks", Some("IC0406")));
+            assert_eq!(
+                (reject.reject_code, reject.reject_message.as_str(), reject.error_code.as_deref()),
+                (RejectCode::CanisterReject, "no thanks", Some("IC0406"))
+            );
         }
         other => panic!("{other:?}"),
     }
     match agent.update(&CANISTER, "absent").call_and_wait().await {
-        Err(AgentError::UncertifiedReject { reject, .. }) => assert_eq!((reject.reject_code, reject.error_code.as_deref()), (RejectCode::DestinationInvalid, Some("IC0301"))),
+        Err(AgentError::UncertifiedReject { reject, .. }) => {
+            assert_eq!((reject.reject_code, reject.error_code.as_deref()), (RejectCode::DestinationInvalid, Some("IC0301")))
+        }
         other => panic!("{other:?}"),
     }
     // 202, then polling `read_state [request_status, rid]` until it is replied.
@@ -220,7 +230,10 @@ async fn canister_information_reads_as_ic_agent_looks_it_up() {
     match anonymous.read_state_canister_metadata(CANISTER, "secret").await {
         Err(AgentError::HttpError(payload)) => {
             assert_eq!(payload.status, 403);
-            assert_eq!(String::from_utf8(payload.content).unwrap(), "Custom section secret can only be requested by the controllers of the canister.");
+            assert_eq!(
+                String::from_utf8(payload.content).unwrap(),
+                "Custom section secret can only be requested by the controllers of the canister."
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -251,7 +264,8 @@ async fn data_certificates_verify_with_agent_verify() {
     agent.verify(&cert, CANISTER).unwrap();
     agent.verify(&cert, EffectiveId::Canister(CANISTER)).unwrap();
     // Signed by another key: refused.
-    let forged: ic_agent::Certificate = serde_cbor::from_slice(&certificate::data_certificate(&SubnetKeys::random(), CANISTER, b"certified", replica.now_ns())).unwrap();
+    let forged: ic_agent::Certificate =
+        serde_cbor::from_slice(&certificate::data_certificate(&SubnetKeys::random(), CANISTER, b"certified", replica.now_ns())).unwrap();
     assert!(matches!(agent.verify(&forged, CANISTER), Err(AgentError::CertificateVerificationFailed())));
 }
 

@@ -49,7 +49,8 @@ async fn walsh_canister_installs_gzipped_and_answers_queries_updates_and_typed_e
     assert!(text.contains("NoModel"), "session_start before an upload: {text}");
 
     // An argument the canister's decoder refuses traps it: reject code 5, IC0503.
-    let error = agent.update(&id, "session_start").with_arg(b"DIDL\x00\x01\x71\x03abc".to_vec()).call_and_wait().await.expect_err("ill-typed argument");
+    let error =
+        agent.update(&id, "session_start").with_arg(b"DIDL\x00\x01\x71\x03abc".to_vec()).call_and_wait().await.expect_err("ill-typed argument");
     let reject = reject_of(error);
     assert_eq!(reject.reject_code, ic_transport_types::RejectCode::CanisterError);
     assert_eq!(reject.error_code.as_deref(), Some("IC0503"), "{}", reject.reject_message);
@@ -136,14 +137,26 @@ async fn traps_and_rejects_carry_the_ic_codes() {
     // query); what a query prints is not.
     admin.query(&id, "env").with_arg(Encode!().unwrap()).call().await.unwrap();
     let logs_arg = Encode!(&ic_management_canister_types::FetchCanisterLogsArgs { canister_id: id, filter: None }).unwrap();
-    let reply = admin.query(&Principal::management_canister(), "fetch_canister_logs").with_effective_canister_id(id).with_arg(logs_arg.clone()).call().await.expect("logs");
+    let reply = admin
+        .query(&Principal::management_canister(), "fetch_canister_logs")
+        .with_effective_canister_id(id)
+        .with_arg(logs_arg.clone())
+        .call()
+        .await
+        .expect("logs");
     let logs = Decode!(&reply, ic_management_canister_types::FetchCanisterLogsResult).unwrap().canister_log_records;
     let lines: Vec<String> = logs.iter().map(|r| String::from_utf8_lossy(&r.content).into_owned()).collect();
     assert!(lines.iter().any(|l| l.contains("[TRAP]: deliberate trap")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("env called")), "{lines:?}");
     assert!(logs.iter().all(|r| r.timestamp_nanos > 1_700_000_000_000_000_000), "wall-clock timestamps");
     let stranger = agent(&server.url, ed25519(10)).await;
-    let error = stranger.query(&Principal::management_canister(), "fetch_canister_logs").with_effective_canister_id(id).with_arg(logs_arg).call().await.expect_err("logs are for controllers");
+    let error = stranger
+        .query(&Principal::management_canister(), "fetch_canister_logs")
+        .with_effective_canister_id(id)
+        .with_arg(logs_arg)
+        .call()
+        .await
+        .expect_err("logs are for controllers");
     assert_eq!(reject_of(error).reject_code, ic_transport_types::RejectCode::CanisterReject);
 
     let error = admin.update(&id, "reject_me").with_arg(Encode!(&"no thanks").unwrap()).call_and_wait().await.expect_err("rejects");
@@ -164,9 +177,21 @@ async fn traps_and_rejects_carry_the_ic_codes() {
     // Management: a non-controller may not read the status.
     let stranger = agent(&server.url, ed25519(9)).await;
     let arg = Encode!(&ic_management_canister_types::CanisterIdRecord { canister_id: id }).unwrap();
-    let error = stranger.update(&Principal::management_canister(), "canister_status").with_effective_canister_id(id).with_arg(arg.clone()).call_and_wait().await.expect_err("not a controller");
+    let error = stranger
+        .update(&Principal::management_canister(), "canister_status")
+        .with_effective_canister_id(id)
+        .with_arg(arg.clone())
+        .call_and_wait()
+        .await
+        .expect_err("not a controller");
     assert_eq!(reject_of(error).error_code.as_deref(), Some("IC0512"));
-    let reply = admin.update(&Principal::management_canister(), "canister_status").with_effective_canister_id(id).with_arg(arg).call_and_wait().await.expect("status");
+    let reply = admin
+        .update(&Principal::management_canister(), "canister_status")
+        .with_effective_canister_id(id)
+        .with_arg(arg)
+        .call_and_wait()
+        .await
+        .expect("status");
     let status = Decode!(&reply, ic_management_canister_types::CanisterStatusResult).unwrap();
     assert_eq!(status.status, ic_management_canister_types::CanisterStatusType::Running);
     assert!(status.module_hash.is_some());

@@ -77,7 +77,8 @@ async fn the_gateway_serves_the_canisters_page_verified() {
         let (status, headers, plain) = get(&client, format!("{}{file}", server.url), &[("referer", referer)]).await;
         assert_eq!(status, 200, "{file}");
         assert_eq!(header(&headers, "content-encoding"), None, "{file}");
-        let (status, headers, compressed) = get(&client, format!("{}{file}", server.url), &[("host", at_host.clone()), ("accept-encoding", "gzip".into())]).await;
+        let (status, headers, compressed) =
+            get(&client, format!("{}{file}", server.url), &[("host", at_host.clone()), ("accept-encoding", "gzip".into())]).await;
         assert_eq!(status, 200);
         assert_eq!(header(&headers, "content-encoding"), Some("gzip"), "{file}");
         let mut unzipped = Vec::new();

@@ -77,7 +77,13 @@ async fn bad_requests_get_4xx_answers_and_the_server_keeps_serving() {
     assert_eq!(response.status(), 400);
 
     // Pages of other origins may call the API (preflight, then the response allows them).
-    let preflight = client.request(reqwest::Method::OPTIONS, format!("{base}/call")).header("origin", "http://example.org").header("access-control-request-method", "POST").send().await.unwrap();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{base}/call"))
+        .header("origin", "http://example.org")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(preflight.status(), 204);
     assert_eq!(preflight.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some("*"));
     let status = client.get(format!("{}/api/v2/status", server.url)).header("origin", "http://example.org").send().await.unwrap();

@@ -57,7 +57,13 @@ async fn a_restarted_server_keeps_canisters_models_and_the_root_key() {
     admin.update(&other, "stable_write").with_arg(Encode!(&100u64, &b"stable bytes".to_vec()).unwrap()).call_and_wait().await.unwrap();
     let status_arg = Encode!(&ic_management_canister_types::CanisterIdRecord { canister_id: walsh }).unwrap();
     let status = |agent: ic_agent::Agent, arg: Vec<u8>| async move {
-        let reply = agent.update(&Principal::management_canister(), "canister_status").with_effective_canister_id(walsh).with_arg(arg).call_and_wait().await.unwrap();
+        let reply = agent
+            .update(&Principal::management_canister(), "canister_status")
+            .with_effective_canister_id(walsh)
+            .with_arg(arg)
+            .call_and_wait()
+            .await
+            .unwrap();
         Decode!(&reply, ic_management_canister_types::CanisterStatusResult).unwrap()
     };
     let status_before = status(admin.clone(), status_arg.clone()).await;
@@ -148,11 +154,18 @@ async fn walsh_queries_answer_while_a_long_session_update_runs() {
     // A finished one-token session whose state queries can read.
     let reply = admin.update(&walsh, "session_start").with_arg(Encode!(&greedy("Once upon a time", 1)).unwrap()).call_and_wait().await.unwrap();
     let first = common::replica::walsh_reply_text("session_start", &reply);
-    let session: u64 = first.split("session = ").nth(1).and_then(|t| t.split(|c: char| !c.is_ascii_digit() && c != '_').next()).map(|t| t.replace('_', "").parse().unwrap()).unwrap_or_else(|| panic!("{first}"));
+    let session: u64 = first
+        .split("session = ")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit() && c != '_').next())
+        .map(|t| t.replace('_', "").parse().unwrap())
+        .unwrap_or_else(|| panic!("{first}"));
 
     let updater = admin.clone();
     let started = Instant::now();
-    let update = tokio::spawn(async move { updater.update(&walsh, "session_start").with_arg(Encode!(&greedy("Once upon a time", 200)).unwrap()).call_and_wait().await });
+    let update = tokio::spawn(async move {
+        updater.update(&walsh, "session_start").with_arg(Encode!(&greedy("Once upon a time", 200)).unwrap()).call_and_wait().await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut answered_during = 0;
     while !update.is_finished() {
@@ -170,5 +183,8 @@ async fn walsh_queries_answer_while_a_long_session_update_runs() {
     let text = common::replica::walsh_reply_text("session_start", &reply);
     assert!(common::replica::is_ok(&text), "{text}");
     assert!(answered_during >= 1, "{answered_during} query pairs answered during a {elapsed:?} session update");
-    eprintln!("{answered_during} model_info + session_get pairs answered during a {elapsed:?} session update: {}", text.split("instructions = ").nth(1).unwrap_or("?").split(';').next().unwrap_or("?"));
+    eprintln!(
+        "{answered_during} model_info + session_get pairs answered during a {elapsed:?} session update: {}",
+        text.split("instructions = ").nth(1).unwrap_or("?").split(';').next().unwrap_or("?")
+    );
 }

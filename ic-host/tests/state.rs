@@ -191,7 +191,8 @@ struct Env {
 #[test]
 fn set_controllers_is_what_is_controller_checks() {
     let mut host = install();
-    let is_controller = |h: &mut Host, who: Principal| Decode!(reply(&h.query("env", &Encode!().unwrap(), who).unwrap()), Env).unwrap().caller_is_controller;
+    let is_controller =
+        |h: &mut Host, who: Principal| Decode!(reply(&h.query("env", &Encode!().unwrap(), who).unwrap()), Env).unwrap().caller_is_controller;
     assert!(is_controller(&mut host, default_controller()) && !is_controller(&mut host, user()));
     host.set_controllers(vec![user()]);
     assert_eq!(host.controllers(), [user()]);

@@ -65,7 +65,6 @@ impl Local {
     }
 }
 
-
 /// A tokenizer file as the canister takes it: `tokenizer.json` as is, a char-level `meta.pkl`
 /// converted (as `walsh tokenizer` does).
 pub fn tokenizer_json(path: &std::path::Path, bytes: Vec<u8>) -> Result<Vec<u8>> {

@@ -95,7 +95,8 @@ fn run(cli: Cli) -> Result<()> {
     if decode_tokens == 0 {
         // Everything fitted in the first call: measure decoding as the difference between a
         // one-token and an n-token generation of the same prompt.
-        let one: Result<Generation, Error> = local.call("generate", Encode!(&GenerateRequest { max_tokens: 1, seed: Some(0), ..request.clone() })?, false)?;
+        let one: Result<Generation, Error> =
+            local.call("generate", Encode!(&GenerateRequest { max_tokens: 1, seed: Some(0), ..request.clone() })?, false)?;
         let many: Result<Generation, Error> = local.call("generate", Encode!(&GenerateRequest { seed: Some(0), ..request.clone() })?, false)?;
         if let (Ok(one), Ok(many)) = (one, many) {
             if many.ids.len() > 1 {

@@ -64,7 +64,10 @@ pub fn model(shape: &Shape) -> Vec<u8> {
             rope.extend_from_slice(&theta.sin().to_le_bytes());
         }
     }
-    records.push(record("freqs_cis".into(), Payload::Rope(Array { dtype: Dtype::F32, shape: vec![2 * config.block_size, hd / 2, 2], data: Cow::Owned(rope) })));
+    records.push(record(
+        "freqs_cis".into(),
+        Payload::Rope(Array { dtype: Dtype::F32, shape: vec![2 * config.block_size, hd / 2, 2], data: Cow::Owned(rope) }),
+    ));
     let embedding: Vec<u8> = (0..config.vocab_size * d).map(|_| (rng.next() >> 56) as u8).collect();
     records.push(record(
         "tok_embeddings.weight".into(),
@@ -75,7 +78,8 @@ pub fn model(shape: &Shape) -> Vec<u8> {
         let tensor = TernaryTensor::from_values([8, out_dim / 8, in_dim / 8], &values).expect("ternary values of the shape");
         records.push(record(format!("{prefix}.weight"), Payload::Ternary(tensor)));
         let beta = 1.0 / (0.6 * in_dim as f32).sqrt();
-        records.push(record(format!("{prefix}.beta"), Payload::Half { kind: HalfKind::Beta, array: half(vec![beta; out_dim / 8], vec![out_dim / 8]) }));
+        records
+            .push(record(format!("{prefix}.beta"), Payload::Half { kind: HalfKind::Beta, array: half(vec![beta; out_dim / 8], vec![out_dim / 8]) }));
     };
     let norm = |name: String| record(name, Payload::Half { kind: HalfKind::Norm, array: half(vec![1.0; d], vec![d]) });
     for l in 0..config.n_layer {
@@ -84,8 +88,14 @@ pub fn model(shape: &Shape) -> Vec<u8> {
             linear(&mut records, &mut rng, format!("layers.{l}.attention.{w}"), d, d);
         }
         let mixer: Vec<f32> = (0..8 * hd * hd).map(|_| rng.unit() / (8.0 * hd as f32).sqrt()).collect();
-        records.push(record(format!("layers.{l}.attention.head_mixer.W"), Payload::Half { kind: HalfKind::MixerWeight, array: half(mixer, vec![8, hd, hd]) }));
-        records.push(record(format!("layers.{l}.attention.head_mixer.beta"), Payload::Half { kind: HalfKind::MixerBeta, array: half(vec![1.0; hd], vec![hd]) }));
+        records.push(record(
+            format!("layers.{l}.attention.head_mixer.W"),
+            Payload::Half { kind: HalfKind::MixerWeight, array: half(mixer, vec![8, hd, hd]) },
+        ));
+        records.push(record(
+            format!("layers.{l}.attention.head_mixer.beta"),
+            Payload::Half { kind: HalfKind::MixerBeta, array: half(vec![1.0; hd], vec![hd]) },
+        ));
         records.push(norm(format!("layers.{l}.ffn_norm.weight")));
         linear(&mut records, &mut rng, format!("layers.{l}.feed_forward.gate_proj"), d, hidden);
         linear(&mut records, &mut rng, format!("layers.{l}.feed_forward.up_proj"), d, hidden);

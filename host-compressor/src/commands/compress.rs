@@ -82,9 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     let total = checkpoint.tensors.iter().fold(0usize, |sum, (_, t)| sum.saturating_add(t.byte_len()));
     let bar = (log && input_bytes >= PROGRESS_MIN_BYTES && std::io::stdout().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("  {bar:40} {bytes}/{total_bytes} {msg}").expect("valid template"),
-        );
+        bar.set_style(indicatif::ProgressStyle::with_template("  {bar:40} {bytes}/{total_bytes} {msg}").expect("valid template"));
         bar
     });
     let result = compress(&checkpoint, |done| {

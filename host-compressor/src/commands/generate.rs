@@ -83,11 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = super::load_model(model_path)?;
     let tokenizer = super::load_tokenizer(tokenizer_path)?;
     if tokenizer.vocab_size() > model.config.vocab_size {
-        bail!(
-            "the tokenizer has {} tokens but the model only {}: wrong tokenizer for this model?",
-            tokenizer.vocab_size(),
-            model.config.vocab_size
-        );
+        bail!("the tokenizer has {} tokens but the model only {}: wrong tokenizer for this model?", tokenizer.vocab_size(), model.config.vocab_size);
     }
     let prompt_ids = tokenizer.encode(&args.prompt)?;
     // Char vocabularies drop characters they lack (as the reference does); say so.

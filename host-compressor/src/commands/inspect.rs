@@ -81,7 +81,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Ok(c) = ModelConfig::from_json(&file.header_json) {
         println!(
             "  {} layers, {} heads of {}, width {}, hidden {}, context {}, vocab {}, head mixing {}",
-            c.n_layer, c.n_head, c.head_dim(), c.n_embd, c.hidden_dim(), c.block_size, c.vocab_size,
+            c.n_layer,
+            c.n_head,
+            c.head_dim(),
+            c.n_embd,
+            c.hidden_dim(),
+            c.block_size,
+            c.vocab_size,
             if c.head_mixing { "on" } else { "off" }
         );
     }

@@ -105,7 +105,9 @@ impl Progress {
     fn new(label: String, total: u64, done: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(indicatif::ProgressStyle::with_template("{msg:10} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").expect("valid template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg:10} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}").expect("valid template"),
+            );
             bar.set_message(label.clone());
             bar.set_position(done);
             bar.reset_eta();
@@ -119,7 +121,13 @@ impl Progress {
             Some(bar) => bar.set_position(done),
             None => {
                 let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-                eprintln!("{}: {done} / {} bytes ({:.0}%, {:.1} MB/s)", self.label, self.total, 100.0 * done as f64 / self.total as f64, done as f64 / secs / 1e6);
+                eprintln!(
+                    "{}: {done} / {} bytes ({:.0}%, {:.1} MB/s)",
+                    self.label,
+                    self.total,
+                    100.0 * done as f64 / self.total as f64,
+                    done as f64 / secs / 1e6
+                );
             }
         }
     }
@@ -140,7 +148,10 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = args.tokenizer.as_deref().map(|p| read_blob(BlobKind::Tokenizer, p)).transpose()?;
     let identity = args.target.identity()?;
     if identity.is_anonymous() {
-        bail!("uploads need a controller's identity, and {} is anonymous: pass --identity NAME|FILE.pem (an icp-cli or dfx identity, or a PEM key)", identity.label);
+        bail!(
+            "uploads need a controller's identity, and {} is anonymous: pass --identity NAME|FILE.pem (an icp-cli or dfx identity, or a PEM key)",
+            identity.label
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -231,9 +242,19 @@ fn not_controller(walsh: &Walsh) -> anyhow::Error {
 /// Puts `blob` into the canister's staging area, resuming an interrupted upload of it.
 async fn stage(walsh: &Walsh, blob: &Blob, parallel: usize, restart: bool) -> Result<BlobReport> {
     let len = blob.bytes.len() as u64;
-    let mut report = BlobReport { kind: blob.kind.name(), file: blob.file.display().to_string(), bytes: len, sha256: hex::encode(&blob.sha256), ..BlobReport::default() };
+    let mut report = BlobReport {
+        kind: blob.kind.name(),
+        file: blob.file.display().to_string(),
+        bytes: len,
+        sha256: hex::encode(&blob.sha256),
+        ..BlobReport::default()
+    };
     let status = walsh.upload_status(blob.kind).await?;
-    if !restart && !status.in_progress && status.active_size == Some(len) && status.active_sha256.as_ref().map(|s| s.as_slice()) == Some(blob.sha256.as_slice()) {
+    if !restart
+        && !status.in_progress
+        && status.active_size == Some(len)
+        && status.active_sha256.as_ref().map(|s| s.as_slice()) == Some(blob.sha256.as_slice())
+    {
         report.already_active = true;
         return Ok(report);
     }

@@ -73,20 +73,29 @@ impl fmt::Display for Error {
             Error::BlobTooLarge { max } => write!(f, "the file is larger than the canister accepts ({max} bytes)"),
             Error::StableMemoryFull => write!(f, "the canister's stable memory cannot grow to hold the file"),
             Error::SizeMismatch { expected, received } => write!(f, "size mismatch: the file has {expected} bytes, the canister received {received}"),
-            Error::HashMismatch { expected, actual } => write!(f, "sha256 mismatch: the file's is {}, the canister computed {}", hex::encode(expected), hex::encode(actual)),
+            Error::HashMismatch { expected, actual } => {
+                write!(f, "sha256 mismatch: the file's is {}, the canister computed {}", hex::encode(expected), hex::encode(actual))
+            }
             Error::InvalidModel(why) => write!(f, "the canister refused the model: {why}"),
             Error::InvalidTokenizer(why) => write!(f, "the canister refused the tokenizer: {why}"),
             Error::Incompatible(why) => write!(f, "the model and tokenizer do not fit together: {why}"),
             Error::AnonymousCaller => write!(f, "sessions are for authenticated callers: use an identity (--identity), not the anonymous one"),
-            Error::HeapBudgetExceeded { needed, available } => write!(f, "the canister's heap budget has {available} bytes free, the generation may need {needed}: try later or ask for fewer tokens"),
+            Error::HeapBudgetExceeded { needed, available } => write!(
+                f,
+                "the canister's heap budget has {available} bytes free, the generation may need {needed}: try later or ask for fewer tokens"
+            ),
             Error::Internal(why) => write!(f, "the canister failed internally: {why}"),
             Error::EmptyPrompt => write!(f, "the prompt is empty (after tokenization)"),
             Error::PromptTooLong { tokens, limit } => write!(f, "the prompt has {tokens} tokens, more than the model's context of {limit}"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::UnknownSession => write!(f, "unknown session (finished sessions expire, and an upgrade ends them all)"),
             Error::NotYourSession => write!(f, "the session belongs to another caller"),
-            Error::TooManySessions { limit } => write!(f, "too many sessions open (limit {limit}); finished ones expire after the canister's session timeout"),
-            Error::PromptNeedsSession => write!(f, "the prompt does not fit in one query's instruction budget: generate without --query (through a session)"),
+            Error::TooManySessions { limit } => {
+                write!(f, "too many sessions open (limit {limit}); finished ones expire after the canister's session timeout")
+            }
+            Error::PromptNeedsSession => {
+                write!(f, "the prompt does not fit in one query's instruction budget: generate without --query (through a session)")
+            }
         }
     }
 }

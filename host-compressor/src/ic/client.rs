@@ -21,13 +21,20 @@ pub struct Walsh {
 impl Walsh {
     async fn update<A: ArgumentEncoder, R: for<'de> Deserialize<'de> + CandidType>(&self, method: &str, args: A) -> Result<R> {
         let arg = candid::encode_args(args).map_err(|e| anyhow!("encoding the {method} arguments: {e}"))?;
-        let reply = self.agent.update(&self.canister, method).with_arg(arg).call_and_wait().await.map_err(|e| describe(&self.network, &self.canister, method, e))?;
+        let reply = self
+            .agent
+            .update(&self.canister, method)
+            .with_arg(arg)
+            .call_and_wait()
+            .await
+            .map_err(|e| describe(&self.network, &self.canister, method, e))?;
         self.decode(method, &reply)
     }
 
     async fn query<A: ArgumentEncoder, R: for<'de> Deserialize<'de> + CandidType>(&self, method: &str, args: A) -> Result<R> {
         let arg = candid::encode_args(args).map_err(|e| anyhow!("encoding the {method} arguments: {e}"))?;
-        let reply = self.agent.query(&self.canister, method).with_arg(arg).call().await.map_err(|e| describe(&self.network, &self.canister, method, e))?;
+        let reply =
+            self.agent.query(&self.canister, method).with_arg(arg).call().await.map_err(|e| describe(&self.network, &self.canister, method, e))?;
         self.decode(method, &reply)
     }
 
@@ -36,7 +43,11 @@ impl Walsh {
     }
 
     fn not_walsh(&self, method: &str, e: candid::Error) -> anyhow::Error {
-        anyhow!("canister {} does not have the walsh interface: its {method} reply does not decode ({})", self.canister, super::network::one_line(&e.to_string()))
+        anyhow!(
+            "canister {} does not have the walsh interface: its {method} reply does not decode ({})",
+            self.canister,
+            super::network::one_line(&e.to_string())
+        )
     }
 
     pub async fn upload_status(&self, kind: BlobKind) -> Result<UploadStatus> {

@@ -112,7 +112,9 @@ pub fn load(spec: Option<&str>) -> Result<LoadedIdentity> {
 
 fn load_default() -> Result<LoadedIdentity> {
     if let Some(dir) = icp_cli_identity_dir().filter(|d| d.join("identity_list.json").is_file()) {
-        let name = read_json(&dir.join("identity_defaults.json")).and_then(|v| v["default"].as_str().map(str::to_string)).unwrap_or_else(|| "anonymous".into());
+        let name = read_json(&dir.join("identity_defaults.json"))
+            .and_then(|v| v["default"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "anonymous".into());
         if name == "anonymous" {
             return Ok(LoadedIdentity::anonymous("icp-cli's default identity (anonymous)"));
         }
@@ -169,7 +171,8 @@ fn export_with(tool: &str, name: &str, label: String) -> Result<LoadedIdentity> 
         "icp" => find_icp().unwrap_or_else(|| PathBuf::from("icp")),
         _ => PathBuf::from(tool),
     };
-    let output = Command::new(&program).args(["identity", "export", name]).env("DO_NOT_TRACK", "1").stdin(Stdio::inherit()).stderr(Stdio::inherit()).output();
+    let output =
+        Command::new(&program).args(["identity", "export", name]).env("DO_NOT_TRACK", "1").stdin(Stdio::inherit()).stderr(Stdio::inherit()).output();
     match output {
         Ok(out) if out.status.success() => LoadedIdentity::from_pem(&out.stdout, label),
         Ok(_) => bail!("{label} is protected and `{tool} identity export {name}` failed; export it to a PEM file and pass --identity FILE"),
@@ -182,7 +185,8 @@ pub fn find_icp() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("ICP_BIN") {
         return Some(PathBuf::from(path));
     }
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("icp")).find(|p| p.is_file());
+    let on_path =
+        std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("icp")).find(|p| p.is_file());
     on_path.or_else(|| {
         let root = Command::new("npm").args(["root", "-g"]).stderr(Stdio::null()).output().ok()?;
         let bin = PathBuf::from(String::from_utf8_lossy(&root.stdout).trim()).join("@icp-sdk/icp-cli-linux-x64/bin/icp");
@@ -207,7 +211,10 @@ mod tests {
     fn garbage_and_encrypted_keys_are_refused_with_the_reason() {
         let err = LoadedIdentity::from_pem(b"not a key", "x.pem".into()).err().unwrap().to_string();
         assert!(err.contains("x.pem holds no"), "{err}");
-        let err = LoadedIdentity::from_pem(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHt\n-----END ENCRYPTED PRIVATE KEY-----\n", "y.pem".into()).err().unwrap().to_string();
+        let err = LoadedIdentity::from_pem(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIHt\n-----END ENCRYPTED PRIVATE KEY-----\n", "y.pem".into())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("encrypted"), "{err}");
     }
 }

@@ -89,7 +89,9 @@ pub fn describe(network: &Network, canister: &Principal, method: &str, e: AgentE
             let message = one_line(&reject.reject_message);
             match reject.error_code.as_deref() {
                 Some("IC0301") => anyhow!("no canister {canister} on {}", network.url),
-                Some("IC0536") => anyhow!("canister {canister} does not have the walsh interface (it has no method {method}): is it the walsh canister?"),
+                Some("IC0536") => {
+                    anyhow!("canister {canister} does not have the walsh interface (it has no method {method}): is it the walsh canister?")
+                }
                 Some("IC0537") => anyhow!("canister {canister} is empty (no code installed): deploy the walsh canister first (icp deploy)"),
                 Some("IC0508" | "IC0509") => anyhow!("canister {canister} is stopped or stopping: start it (icp canister start)"),
                 Some("IC0207") => anyhow!("canister {canister} is out of cycles: top it up ({message})"),
@@ -108,8 +110,12 @@ pub fn describe(network: &Network, canister: &Principal, method: &str, e: AgentE
             }
         }
         // A query answered by a subnet whose canister ranges do not hold the id.
-        AgentError::CertificateNotAuthorized() => anyhow!("no canister {canister} on {} (the id is outside the ranges of the subnet that answered)", network.url),
-        AgentError::TimeoutWaitingForResponse() => anyhow!("{method} on {canister}: no answer from {} in time (the call may still complete)", network.url),
+        AgentError::CertificateNotAuthorized() => {
+            anyhow!("no canister {canister} on {} (the id is outside the ranges of the subnet that answered)", network.url)
+        }
+        AgentError::TimeoutWaitingForResponse() => {
+            anyhow!("{method} on {canister}: no answer from {} in time (the call may still complete)", network.url)
+        }
         other => anyhow!("{method} on {canister}: {}", one_line(&other.to_string())),
     }
 }
@@ -127,7 +133,12 @@ pub fn resolve_canister(text: &str, network: &Network) -> Result<Principal> {
             return Ok(id);
         }
     }
-    bail!("--canister {text:?} is neither a canister id nor a canister name deployed to the {} environment of an icp-cli or dfx project here (looked for .icp/data/mappings/{}.ids.json, canister_ids.json, .dfx/{}/canister_ids.json)", network.name, network.name, network.name)
+    bail!(
+        "--canister {text:?} is neither a canister id nor a canister name deployed to the {} environment of an icp-cli or dfx project here (looked for .icp/data/mappings/{}.ids.json, canister_ids.json, .dfx/{}/canister_ids.json)",
+        network.name,
+        network.name,
+        network.name
+    )
 }
 
 fn lookup_in(dir: &Path, name: &str, env: &str) -> Result<Option<Principal>> {

@@ -61,7 +61,13 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(upstream: &str) -> Proxy {
-        let shared = Arc::new(Shared { upstream: upstream.to_string(), client: reqwest::Client::new(), log: Mutex::new(Vec::new()), gate: AtomicU64::new(u64::MAX), held: AtomicUsize::new(0) });
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            client: reqwest::Client::new(),
+            log: Mutex::new(Vec::new()),
+            gate: AtomicU64::new(u64::MAX),
+            held: AtomicUsize::new(0),
+        });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -71,9 +77,11 @@ impl Proxy {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                }).await;
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.await;
+                    })
+                    .await;
             });
             // Held requests are dropped with the runtime, never forwarded.
             runtime.shutdown_background();

@@ -141,10 +141,20 @@ pub fn authenticate(envelope: &Envelope, now_ns: u64, effective_canister_id: Pri
     let delegations = &envelope.sender_delegation;
     let (pubkey, signature) = match (&envelope.sender_pubkey, &envelope.sender_sig) {
         (None, None) if delegations.is_empty() => {
-            return if anonymous { Ok(Authenticated { sender, targets: None, queries_only: false }) } else { Err(AuthError::MissingSignature(sender)) };
+            return if anonymous {
+                Ok(Authenticated { sender, targets: None, queries_only: false })
+            } else {
+                Err(AuthError::MissingSignature(sender))
+            };
         }
         (Some(pubkey), Some(signature)) => (pubkey, signature),
-        (pubkey, signature) => return Err(AuthError::IncompleteSignature { pubkey: pubkey.is_some(), signature: signature.is_some(), delegation: !delegations.is_empty() }),
+        (pubkey, signature) => {
+            return Err(AuthError::IncompleteSignature {
+                pubkey: pubkey.is_some(),
+                signature: signature.is_some(),
+                delegation: !delegations.is_empty(),
+            });
+        }
     };
     if anonymous {
         return Err(AuthError::AnonymousSignatureNotAllowed);
@@ -256,8 +266,12 @@ pub fn parse_public_key(der: &[u8]) -> Result<PublicKey, KeyError> {
             ed25519_dalek::VerifyingKey::from_bytes(key).map(PublicKey::Ed25519).map_err(|_| malformed("not a point of Ed25519"))
         }
         OID_EC_PUBLIC_KEY => match der_element(parameters, 0x06) {
-            Some((OID_SECP256K1, [])) => k256::ecdsa::VerifyingKey::from_sec1_bytes(key).map(PublicKey::Secp256k1).map_err(|_| malformed("not a point of secp256k1")),
-            Some((OID_PRIME256V1, [])) => p256::ecdsa::VerifyingKey::from_sec1_bytes(key).map(PublicKey::P256).map_err(|_| malformed("not a point of P-256")),
+            Some((OID_SECP256K1, [])) => {
+                k256::ecdsa::VerifyingKey::from_sec1_bytes(key).map(PublicKey::Secp256k1).map_err(|_| malformed("not a point of secp256k1"))
+            }
+            Some((OID_PRIME256V1, [])) => {
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(key).map(PublicKey::P256).map_err(|_| malformed("not a point of P-256"))
+            }
             Some((curve, [])) => Err(KeyError::Unsupported(format!("ECDSA on the curve {}", oid_text(curve)))),
             _ => Err(malformed("an ECDSA key names its curve")),
         },
@@ -275,18 +289,25 @@ pub fn parse_public_key(der: &[u8]) -> Result<PublicKey, KeyError> {
 pub fn verify_signature(der_public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
     use ed25519_dalek::Verifier as _; // signature 2's trait, shared by k256 and p256
     let key = parse_public_key(der_public_key).map_err(SignatureError::InvalidPublicKey)?;
-    let failed = |reason| SignatureError::Verification { algorithm: key.algorithm(), public_key: hex::encode(key.raw()), signature: hex::encode(signature), reason };
+    let failed = |reason| SignatureError::Verification {
+        algorithm: key.algorithm(),
+        public_key: hex::encode(key.raw()),
+        signature: hex::encode(signature),
+        reason,
+    };
     match &key {
         PublicKey::Ed25519(key) => {
             let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| failed("an Ed25519 signature is 64 bytes"))?;
             key.verify(message, &signature).map_err(|_| failed("verification failed"))
         }
         PublicKey::Secp256k1(key) => {
-            let signature = k256::ecdsa::Signature::from_slice(signature).map_err(|_| failed("an ECDSA signature is r ‖ s, 64 bytes, both non-zero"))?;
+            let signature =
+                k256::ecdsa::Signature::from_slice(signature).map_err(|_| failed("an ECDSA signature is r ‖ s, 64 bytes, both non-zero"))?;
             key.verify(message, &signature).map_err(|_| failed("verification failed"))
         }
         PublicKey::P256(key) => {
-            let signature = p256::ecdsa::Signature::from_slice(signature).map_err(|_| failed("an ECDSA signature is r ‖ s, 64 bytes, both non-zero"))?;
+            let signature =
+                p256::ecdsa::Signature::from_slice(signature).map_err(|_| failed("an ECDSA signature is r ‖ s, 64 bytes, both non-zero"))?;
             key.verify(message, &signature).map_err(|_| failed("verification failed"))
         }
     }
@@ -389,7 +410,9 @@ mod tests {
 
     #[test]
     fn unknown_and_broken_keys_are_errors_not_panics() {
-        for der in [&[][..], &[0x30], &[0x30, 0x00], &[0x30, 0x05, 0x30, 0x03, 0x06, 0x01, 0x2a], &[0x30, 0x07, 0x30, 0x03, 0x06, 0x01, 0x2a, 0x03, 0x00]] {
+        for der in
+            [&[][..], &[0x30], &[0x30, 0x00], &[0x30, 0x05, 0x30, 0x03, 0x06, 0x01, 0x2a], &[0x30, 0x07, 0x30, 0x03, 0x06, 0x01, 0x2a, 0x03, 0x00]]
+        {
             assert!(matches!(parse_public_key(der), Err(KeyError::Malformed { .. })), "{der:02x?}");
         }
         let ed25519_prefix = hex::decode("302a300506032b6570032100").unwrap();
@@ -402,6 +425,11 @@ mod tests {
         assert_eq!(parse_public_key(&spki(OID_IC_CANISTER_SIGNATURE, &[1, 2, 3])), Err(KeyError::Unsupported("canister signature".to_string())));
         assert_eq!(parse_public_key(&spki(OID_IC_COSE, &[1, 2, 3])), Err(KeyError::Unsupported("WebAuthn (COSE)".to_string())));
         assert_eq!(parse_public_key(&spki(&[0x2a, 0x03], &[1])), Err(KeyError::Unsupported("algorithm 1.2.3".to_string())));
-        assert!(verify_signature(&spki(OID_RSA, &[1]), b"m", &[0; 64]).unwrap_err().to_string().starts_with("Invalid public key: Algorithm not supported: RSA public keys"));
+        assert!(
+            verify_signature(&spki(OID_RSA, &[1]), b"m", &[0; 64])
+                .unwrap_err()
+                .to_string()
+                .starts_with("Invalid public key: Algorithm not supported: RSA public keys")
+        );
     }
 }

@@ -152,7 +152,10 @@ pub fn data_certificate(keys: &SubnetKeys, canister_id: Principal, certified_dat
 mod tests {
     use super::*;
     use ic_certification::LookupResult;
-    use ic_transport_types::{NodeSignature as ClientNodeSignature, QueryResponse, ReadStateResponse, RejectCode, RejectResponse, ReplyResponse, RequestId, TransportCallResponse};
+    use ic_transport_types::{
+        NodeSignature as ClientNodeSignature, QueryResponse, ReadStateResponse, RejectCode, RejectResponse, ReplyResponse, RequestId,
+        TransportCallResponse,
+    };
 
     fn keys() -> SubnetKeys {
         SubnetKeys::random()
@@ -193,7 +196,14 @@ mod tests {
         let TransportCallResponse::Replied { certificate } = serde_cbor::from_slice(&call_replied(&keys, tree)).unwrap() else { panic!("replied") };
         verify(&keys, &certificate);
         match serde_cbor::from_slice(&call_rejected(3, "Canister x not found", "IC0301")).unwrap() {
-            TransportCallResponse::NonReplicatedRejection(reject) => assert_eq!(reject, RejectResponse { reject_code: RejectCode::DestinationInvalid, reject_message: "Canister x not found".to_string(), error_code: Some("IC0301".to_string()) }),
+            TransportCallResponse::NonReplicatedRejection(reject) => assert_eq!(
+                reject,
+                RejectResponse {
+                    reject_code: RejectCode::DestinationInvalid,
+                    reject_message: "Canister x not found".to_string(),
+                    error_code: Some("IC0301".to_string())
+                }
+            ),
             other => panic!("{other:?}"),
         }
         let reject: RejectResponse = serde_cbor::from_slice(&call_rejected_v2(5, "trapped", "IC0503")).unwrap();
@@ -239,7 +249,14 @@ mod tests {
         let body = query_reject(&keys, &rid, 5, "Canister trapped", "IC0503", 99);
         let response: QueryResponse = serde_cbor::from_slice(&body).unwrap();
         let QueryResponse::Rejected { reject, signatures } = &response else { panic!("rejected") };
-        assert_eq!(reject, &RejectResponse { reject_code: RejectCode::CanisterError, reject_message: "Canister trapped".to_string(), error_code: Some("IC0503".to_string()) });
+        assert_eq!(
+            reject,
+            &RejectResponse {
+                reject_code: RejectCode::CanisterError,
+                reject_message: "Canister trapped".to_string(),
+                error_code: Some("IC0503".to_string())
+            }
+        );
         let client_signable = response.signable(RequestId::new(&rid), 99);
         assert_eq!(client_signable, query_reject_signable(&rid, 5, "Canister trapped", "IC0503", 99));
         verify_node_signature(&keys, &client_signable, &signatures[0]);
@@ -255,7 +272,12 @@ mod tests {
         let h = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
         let rid = [1u8; 32];
         let arg_map = h(&[h(b"arg"), h(b"xy")].concat());
-        let mut pairs = [[h(b"status"), h(b"replied")].concat(), [h(b"reply"), arg_map].concat(), [h(b"timestamp"), h(&crate::http::state_tree::uleb128(300))].concat(), [h(b"request_id"), h(&rid)].concat()];
+        let mut pairs = [
+            [h(b"status"), h(b"replied")].concat(),
+            [h(b"reply"), arg_map].concat(),
+            [h(b"timestamp"), h(&crate::http::state_tree::uleb128(300))].concat(),
+            [h(b"request_id"), h(&rid)].concat(),
+        ];
         pairs.sort();
         let expected = [RESPONSE_DOMAIN, &h(&pairs.concat())].concat();
         assert_eq!(query_reply_signable(&rid, b"xy", 300), expected);

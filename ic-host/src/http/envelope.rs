@@ -76,10 +76,28 @@ pub struct Envelope {
 /// The `content` map of a request, typed. Unknown fields are not kept here, but are part of the request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    Call { canister_id: Principal, method_name: String, arg: Vec<u8>, sender: Principal, ingress_expiry: u64, nonce: Option<Vec<u8>> },
-    Query { canister_id: Principal, method_name: String, arg: Vec<u8>, sender: Principal, ingress_expiry: u64, nonce: Option<Vec<u8>> },
+    Call {
+        canister_id: Principal,
+        method_name: String,
+        arg: Vec<u8>,
+        sender: Principal,
+        ingress_expiry: u64,
+        nonce: Option<Vec<u8>>,
+    },
+    Query {
+        canister_id: Principal,
+        method_name: String,
+        arg: Vec<u8>,
+        sender: Principal,
+        ingress_expiry: u64,
+        nonce: Option<Vec<u8>>,
+    },
     /// A read_state request's nonce, if any, is checked (at most 32 bytes) and hashed but not kept.
-    ReadState { paths: Vec<Vec<Vec<u8>>>, sender: Principal, ingress_expiry: u64 },
+    ReadState {
+        paths: Vec<Vec<Vec<u8>>>,
+        sender: Principal,
+        ingress_expiry: u64,
+    },
 }
 
 impl Content {
@@ -91,7 +109,9 @@ impl Content {
 
     pub fn ingress_expiry(&self) -> u64 {
         match self {
-            Content::Call { ingress_expiry, .. } | Content::Query { ingress_expiry, .. } | Content::ReadState { ingress_expiry, .. } => *ingress_expiry,
+            Content::Call { ingress_expiry, .. } | Content::Query { ingress_expiry, .. } | Content::ReadState { ingress_expiry, .. } => {
+                *ingress_expiry
+            }
         }
     }
 
@@ -274,7 +294,12 @@ fn signed_delegation(value: &Value) -> Result<SignedDelegation, EnvelopeError> {
     let expiration = as_nat64(required(delegation, "expiration")?, "sender_delegation[].delegation.expiration")?;
     let targets = match optional(delegation, "targets") {
         None => None,
-        Some(v) => Some(as_array(v, "sender_delegation[].delegation.targets")?.iter().map(|t| as_principal(t, "sender_delegation[].delegation.targets[]")).collect::<Result<Vec<_>, _>>()?),
+        Some(v) => Some(
+            as_array(v, "sender_delegation[].delegation.targets")?
+                .iter()
+                .map(|t| as_principal(t, "sender_delegation[].delegation.targets[]"))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
     let permissions = match optional(delegation, "permissions").map(|v| as_text(v, "sender_delegation[].delegation.permissions")).transpose()? {
         None => None,
@@ -683,8 +708,14 @@ mod tests {
 
     #[test]
     fn spec_worked_example() {
-        assert_eq!(hex::encode(hash_value(&Value::Integer(1_685_570_400_000_000_000)).unwrap()), "db8e57abc8cda1525d45fdd2637af091bc1f28b35819a40df71517d1501f2c76");
-        assert_eq!(hex::encode(hash_value(&Value::Bytes(b"DIDL\x00\xFD*".to_vec())).unwrap()), "6c0b2ae49718f6995c02ac5700c9c789d7b7862a0d53e6d40a73f1fcd2f70189");
+        assert_eq!(
+            hex::encode(hash_value(&Value::Integer(1_685_570_400_000_000_000)).unwrap()),
+            "db8e57abc8cda1525d45fdd2637af091bc1f28b35819a40df71517d1501f2c76"
+        );
+        assert_eq!(
+            hex::encode(hash_value(&Value::Bytes(b"DIDL\x00\xFD*".to_vec())).unwrap()),
+            "6c0b2ae49718f6995c02ac5700c9c789d7b7862a0d53e6d40a73f1fcd2f70189"
+        );
         assert_eq!(hex::encode(hash_of_map(&spec_example()).unwrap()), "1d1091364d6bb8a6c16b203ee75467d59ead468f523eb058880ae8ec80e2b101");
     }
 
@@ -709,8 +740,14 @@ mod tests {
         let small = hash_value(&Value::Integer(624_485)).unwrap();
         assert_eq!(hash_value(&Value::Tag(2, Box::new(Value::Bytes(vec![0, 0x09, 0x87, 0x65])))).unwrap(), small);
         let big = u128::from(u64::MAX) + 1;
-        assert_eq!(hash_value(&Value::Tag(2, Box::new(Value::Bytes(big.to_be_bytes().to_vec())))).unwrap(), hash_value(&Value::Integer(big as i128)).unwrap());
-        assert_eq!(hash_value(&Value::Tag(3, Box::new(Value::Bytes(vec![0x01, 0xe2, 0x3f])))).unwrap(), hash_value(&Value::Integer(-123_456)).unwrap());
+        assert_eq!(
+            hash_value(&Value::Tag(2, Box::new(Value::Bytes(big.to_be_bytes().to_vec())))).unwrap(),
+            hash_value(&Value::Integer(big as i128)).unwrap()
+        );
+        assert_eq!(
+            hash_value(&Value::Tag(3, Box::new(Value::Bytes(vec![0x01, 0xe2, 0x3f])))).unwrap(),
+            hash_value(&Value::Integer(-123_456)).unwrap()
+        );
     }
 
     #[test]
@@ -726,7 +763,10 @@ mod tests {
     #[test]
     fn the_decoder_reads_what_serde_cbor_writes() {
         let value = Value::Map(BTreeMap::from([
-            (text("a"), Value::Array(vec![Value::Integer(0), Value::Integer(-1), Value::Integer(u64::MAX.into()), Value::Integer(-1 - i128::from(u64::MAX))])),
+            (
+                text("a"),
+                Value::Array(vec![Value::Integer(0), Value::Integer(-1), Value::Integer(u64::MAX.into()), Value::Integer(-1 - i128::from(u64::MAX))]),
+            ),
             (text("b"), Value::Bytes(vec![7; 300])),
             (text("c"), text("ünïcödé")),
             (text("d"), Value::Map(BTreeMap::from([(text("x"), Value::Null), (text("y"), Value::Bool(true)), (text("z"), Value::Float(1.5))]))),
@@ -741,7 +781,10 @@ mod tests {
     #[test]
     fn indefinite_lengths_and_half_floats() {
         // {_ "a": [_ 1, 2], "b": (_ h'01', h'02'), "c": (_ "x", "y")} and 1.5 as a half float.
-        let body = [0xbf, 0x61, b'a', 0x9f, 0x01, 0x02, 0xff, 0x61, b'b', 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0x61, b'c', 0x7f, 0x61, b'x', 0x61, b'y', 0xff, 0x61, b'd', 0xf9, 0x3e, 0x00, 0xff];
+        let body = [
+            0xbf, 0x61, b'a', 0x9f, 0x01, 0x02, 0xff, 0x61, b'b', 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0x61, b'c', 0x7f, 0x61, b'x', 0x61, b'y', 0xff,
+            0x61, b'd', 0xf9, 0x3e, 0x00, 0xff,
+        ];
         let expected = Value::Map(BTreeMap::from([
             (text("a"), Value::Array(vec![Value::Integer(1), Value::Integer(2)])),
             (text("b"), Value::Bytes(vec![1, 2])),

@@ -49,7 +49,10 @@ pub struct SubnetKeys {
 
 impl std::fmt::Debug for SubnetKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubnetKeys").field("subnet_id", &self.subnet_id().to_text()).field("node_id", &self.node_id().to_text()).finish_non_exhaustive()
+        f.debug_struct("SubnetKeys")
+            .field("subnet_id", &self.subnet_id().to_text())
+            .field("node_id", &self.node_id().to_text())
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +73,8 @@ impl SubnetKeys {
         let mut rng = rand::rngs::OsRng;
         let root_path = dir.join(ROOT_KEY_FILE);
         let root = match read_secret(&root_path)? {
-            Some(bytes) => ic_verify_bls_signature::PrivateKey::deserialize(&bytes).map_err(|e| KeyError::Corrupt { path: root_path.clone(), reason: format!("not a BLS12-381 scalar: {e:?}") })?,
+            Some(bytes) => ic_verify_bls_signature::PrivateKey::deserialize(&bytes)
+                .map_err(|e| KeyError::Corrupt { path: root_path.clone(), reason: format!("not a BLS12-381 scalar: {e:?}") })?,
             None => {
                 let key = ic_verify_bls_signature::PrivateKey::random(&mut rng);
                 write_secret(&root_path, &key.serialize())?;

@@ -15,5 +15,5 @@ pub mod certificate;
 pub mod envelope;
 pub mod gateway;
 pub mod keys;
-pub mod state_tree;
 pub mod server;
+pub mod state_tree;

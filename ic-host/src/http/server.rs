@@ -79,7 +79,11 @@ impl StateSource for Replica {
         Some(CanisterView {
             module_hash: published.module_hash,
             controllers: published.controllers,
-            metadata: published.metadata.into_iter().map(|(name, public, bytes)| (name, if public { Visibility::Public } else { Visibility::Private }, bytes)).collect(),
+            metadata: published
+                .metadata
+                .into_iter()
+                .map(|(name, public, bytes)| (name, if public { Visibility::Public } else { Visibility::Private }, bytes))
+                .collect(),
             certified_data: published.certified_data,
         })
     }
@@ -145,9 +149,11 @@ pub fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
             let persister = tokio::spawn(run_persister(served.clone()));
             let app = router(served.clone(), gateway);
             let listener = BoundedListener { inner: listener, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) };
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.await;
-            }).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
             timers.abort();
             persister.abort();
             // Everything committed reaches the state directory before the server exits.
@@ -287,7 +293,9 @@ fn status_code(code: u16) -> StatusCode {
 fn check_effective(canister_id: Principal, method: &str, arg: &[u8], ecid: Principal) -> Result<(), Response> {
     let target = if canister_id == Principal::management_canister() { management::effective_canister_id(method, arg) } else { Some(canister_id) };
     match target {
-        Some(target) if target != ecid => Err(refuse(StatusCode::BAD_REQUEST, format!("Specified CanisterId {target} does not match effective canister id in URL {ecid}"))),
+        Some(target) if target != ecid => {
+            Err(refuse(StatusCode::BAD_REQUEST, format!("Specified CanisterId {target} does not match effective canister id in URL {ecid}")))
+        }
         _ => Ok(()),
     }
 }
@@ -310,7 +318,11 @@ fn call_request(subnet: &Subnet, body: &[u8], ecid: Principal) -> Result<CallReq
     if body.len() > MAX_INGRESS_BYTES {
         return Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Request {} is too large. Message byte size {} is larger than the max allowed {MAX_INGRESS_BYTES}.", envelope.request_id, body.len()),
+            format!(
+                "Request {} is too large. Message byte size {} is larger than the max allowed {MAX_INGRESS_BYTES}.",
+                envelope.request_id,
+                body.len()
+            ),
         ));
     }
     check_effective(canister_id, &method_name, &arg, ecid)?;
@@ -334,7 +346,9 @@ async fn submit(subnet: &Arc<Subnet>, request: CallRequest) -> Result<tokio::tas
     let s = subnet.clone();
     let (sender, canister, method, arg) = (request.sender, request.canister_id, request.method.clone(), request.arg.clone());
     let admitted = tokio::task::spawn_blocking(move || s.replica.admit_call(sender, &canister, &method, &arg)).await;
-    let admitted = admitted.unwrap_or_else(|e| Err(Reject::new(crate::replica::reject::ErrorCode::CanisterTrapped, format!("admitting the message failed inside the host: {e}"))));
+    let admitted = admitted.unwrap_or_else(|e| {
+        Err(Reject::new(crate::replica::reject::ErrorCode::CanisterTrapped, format!("admitting the message failed inside the host: {e}")))
+    });
     if let Err(reject) = admitted {
         subnet.replica.forget_request(&id);
         return Err(reject);
@@ -348,7 +362,11 @@ async fn submit(subnet: &Arc<Subnet>, request: CallRequest) -> Result<tokio::tas
 
 /// A call refused before execution: v3/v4 answer `non_replicated_rejection`, v2 a reject body.
 fn non_replicated(reject: Reject, v2: bool) -> Response {
-    let body = if v2 { certificate::call_rejected_v2(reject.code as u64, &reject.message, &reject.error_code) } else { certificate::call_rejected(reject.code as u64, &reject.message, &reject.error_code) };
+    let body = if v2 {
+        certificate::call_rejected_v2(reject.code as u64, &reject.message, &reject.error_code)
+    } else {
+        certificate::call_rejected(reject.code as u64, &reject.message, &reject.error_code)
+    };
     cbor(StatusCode::OK, body)
 }
 
@@ -410,7 +428,10 @@ async fn subnet_call(State(subnet): State<Arc<Subnet>>, Path(sid): Path<String>,
         return refuse(StatusCode::BAD_REQUEST, "expected a call request");
     };
     if canister_id != Principal::management_canister() || method_name != "create_canister" {
-        return refuse(StatusCode::BAD_REQUEST, format!("Only the management canister's create_canister can be called at a subnet, not {canister_id}.{method_name}"));
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("Only the management canister's create_canister can be called at a subnet, not {canister_id}.{method_name}"),
+        );
     }
     let request = CallRequest { request_id: envelope.request_id.0, sender, canister_id, method: method_name, arg, expiry: ingress_expiry };
     let id = request.request_id;

@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 
 use candid::Principal;
-use ic_certification::hash_tree::{empty, fork, label, leaf};
 use ic_certification::HashTree;
+use ic_certification::hash_tree::{empty, fork, label, leaf};
 use serde::Serialize;
 
 use super::keys::SubnetKeys;
@@ -48,7 +48,13 @@ pub struct SubnetView {
 impl SubnetView {
     /// The subnet of `keys` (its id, root key and one node) hosting `canister_ranges`.
     pub fn new(keys: &SubnetKeys, subnet_type: &'static str, canister_ranges: Vec<(Principal, Principal)>) -> SubnetView {
-        SubnetView { subnet_id: keys.subnet_id(), public_key_der: keys.root_key_der(), subnet_type, nodes: vec![(keys.node_id(), keys.node_key_der())], canister_ranges }
+        SubnetView {
+            subnet_id: keys.subnet_id(),
+            public_key_der: keys.root_key_der(),
+            subnet_type,
+            nodes: vec![(keys.node_id(), keys.node_key_der())],
+            canister_ranges,
+        }
     }
 }
 
@@ -78,7 +84,11 @@ pub enum RequestStatusView {
     Received,
     Processing,
     Replied(Vec<u8>),
-    Rejected { code: u64, message: String, error_code: String },
+    Rejected {
+        code: u64,
+        message: String,
+        error_code: String,
+    },
     /// Replied or rejected, and the response since purged.
     Done,
 }
@@ -143,12 +153,23 @@ fn same_principal(requested: &Principal, effective: &Principal) -> Result<(), Re
 /// metadata is read by controllers only. `/subnet/<sid>/canister_ranges` is served on v3 only
 /// for the NNS subnet, which this subnet is (it has no delegation). Errors carry the replica's
 /// status and text.
-pub fn check_paths(paths: &[Vec<Vec<u8>>], endpoint: Endpoint, version: ApiVersion, sender: Principal, targets: Option<&[Principal]>, source: &dyn StateSource, subnet: &SubnetView) -> Result<(), ReadStateError> {
+pub fn check_paths(
+    paths: &[Vec<Vec<u8>>],
+    endpoint: Endpoint,
+    version: ApiVersion,
+    sender: Principal,
+    targets: Option<&[Principal]>,
+    source: &dyn StateSource,
+    subnet: &SubnetView,
+) -> Result<(), ReadStateError> {
     if paths.len() > MAX_PATHS {
         return Err(refuse(400, format!("Too many paths in read state request: got {} paths, but at most {MAX_PATHS} are allowed", paths.len())));
     }
     if let Some(path) = paths.iter().find(|path| path.len() > MAX_LABELS_PER_PATH) {
-        return Err(refuse(400, format!("At least one path in read state request is too deep: got {} labels, but at most {MAX_LABELS_PER_PATH} are allowed", path.len())));
+        return Err(refuse(
+            400,
+            format!("At least one path in read state request is too deep: got {} labels, but at most {MAX_LABELS_PER_PATH} are allowed", path.len()),
+        ));
     }
     let (effective, at_canister) = match endpoint {
         Endpoint::Canister(id) => (id, true),
@@ -173,15 +194,29 @@ pub fn check_paths(paths: &[Vec<Vec<u8>>], endpoint: Endpoint, version: ApiVersi
                 }
             }
             [b"api_boundary_nodes"] | [b"api_boundary_nodes", _] | [b"api_boundary_nodes", _, b"domain" | b"ipv4_address" | b"ipv6_address"] => {}
-            [b"subnet"] | [b"subnet", _] | [b"subnet", _, b"public_key" | b"type" | b"node"] | [b"subnet", _, b"node", _] | [b"subnet", _, b"node", _, b"public_key"] => {}
+            [b"subnet"]
+            | [b"subnet", _]
+            | [b"subnet", _, b"public_key" | b"type" | b"node"]
+            | [b"subnet", _, b"node", _]
+            | [b"subnet", _, b"node", _, b"public_key"] => {}
             [b"subnet", subnet_id, b"metrics"] if !at_canister => same_principal(&parse_principal(subnet_id)?, &effective)?,
             [b"subnet", _, b"canister_ranges"] if version == ApiVersion::V2 => {}
             [b"subnet", subnet_id, b"canister_ranges"] if version == ApiVersion::V3 && parse_principal(subnet_id)? == subnet.subnet_id => {}
             [b"canister_ranges", _] if !at_canister => {}
-            [b"request_status", id] | [b"request_status", id, b"status" | b"reply" | b"reject_code" | b"reject_message" | b"error_code"] if at_canister || version == ApiVersion::V3 => {
-                let id: [u8; 32] = (*id).try_into().map_err(|_| refuse(400, "Invalid request id in paths. Maybe the request ID is not of 32 bytes in length?!"))?;
+            [b"request_status", id] | [b"request_status", id, b"status" | b"reply" | b"reject_code" | b"reject_message" | b"error_code"]
+                if at_canister || version == ApiVersion::V3 =>
+            {
+                let id: [u8; 32] =
+                    (*id).try_into().map_err(|_| refuse(400, "Invalid request id in paths. Maybe the request ID is not of 32 bytes in length?!"))?;
                 if let Some(previous) = request_id.filter(|previous| *previous != id) {
-                    return Err(refuse(400, format!("More than one non-unique request ID exists in request_status paths: {} and {}.", hex::encode(previous), hex::encode(id))));
+                    return Err(refuse(
+                        400,
+                        format!(
+                            "More than one non-unique request ID exists in request_status paths: {} and {}.",
+                            hex::encode(previous),
+                            hex::encode(id)
+                        ),
+                    ));
                 }
                 request_id = Some(id);
                 if let Some(request) = source.request(&id) {
@@ -337,7 +372,12 @@ fn request_node(status: &RequestStatusView) -> Node {
         RequestStatusView::Processing => sub([("status", text("processing"))]),
         RequestStatusView::Done => sub([("status", text("done"))]),
         RequestStatusView::Replied(reply) => sub([("reply", Node::Leaf(reply.clone())), ("status", text("replied"))]),
-        RequestStatusView::Rejected { code, message, error_code } => sub([("error_code", text(error_code)), ("reject_code", Node::Leaf(uleb128(*code))), ("reject_message", text(message)), ("status", text("rejected"))]),
+        RequestStatusView::Rejected { code, message, error_code } => sub([
+            ("error_code", text(error_code)),
+            ("reject_code", Node::Leaf(uleb128(*code))),
+            ("reject_message", text(message)),
+            ("status", text("rejected")),
+        ]),
     }
 }
 
@@ -360,7 +400,12 @@ impl Selection {
         match node {
             _ if self.whole => node.clone(),
             Node::Leaf(_) => node.clone(),
-            Node::Sub(children) => Node::Sub(self.children.iter().filter_map(|(name, selection)| children.get(name).map(|child| (name.clone(), selection.select(child)))).collect()),
+            Node::Sub(children) => Node::Sub(
+                self.children
+                    .iter()
+                    .filter_map(|(name, selection)| children.get(name).map(|child| (name.clone(), selection.select(child))))
+                    .collect(),
+            ),
         }
     }
 }
@@ -408,14 +453,25 @@ mod tests {
         let root = h_fork(h_fork(a, h_labeled(b"b", h_leaf(b"good"))), h_fork(h_labeled(b"c", h_empty()), h_labeled(b"d", h_leaf(b"morning"))));
         assert_eq!(hex::encode(root), "eb5c5b2195e62d996b84c9bcc8259d19a83786a2f59e0878cec84c811f669aa0");
         // ic-certification agrees on the same tree.
-        let tree: HashTree = fork(fork(label("a", fork(fork(label("x", leaf(b"hello".to_vec())), empty()), label("y", leaf(b"world".to_vec())))), label("b", leaf(b"good".to_vec()))), fork(label("c", empty()), label("d", leaf(b"morning".to_vec()))));
+        let tree: HashTree = fork(
+            fork(
+                label("a", fork(fork(label("x", leaf(b"hello".to_vec())), empty()), label("y", leaf(b"world".to_vec())))),
+                label("b", leaf(b"good".to_vec())),
+            ),
+            fork(label("c", empty()), label("d", leaf(b"morning".to_vec()))),
+        );
         assert_eq!(tree.digest(), root);
     }
 
     #[test]
     fn labeled_trees_become_balanced_sorted_hash_trees() {
         // Children given out of order come out sorted as blobs, forks balanced.
-        let node = sub([("d", Node::Leaf(b"morning".to_vec())), ("a", sub([("y", Node::Leaf(b"world".to_vec())), ("x", Node::Leaf(b"hello".to_vec()))])), ("c", sub([])), ("b", Node::Leaf(b"good".to_vec()))]);
+        let node = sub([
+            ("d", Node::Leaf(b"morning".to_vec())),
+            ("a", sub([("y", Node::Leaf(b"world".to_vec())), ("x", Node::Leaf(b"hello".to_vec()))])),
+            ("c", sub([])),
+            ("b", Node::Leaf(b"good".to_vec())),
+        ]);
         let a = h_labeled(b"a", h_fork(h_labeled(b"x", h_leaf(b"hello")), h_labeled(b"y", h_leaf(b"world"))));
         let expected = h_fork(h_fork(a, h_labeled(b"b", h_leaf(b"good"))), h_fork(h_labeled(b"c", h_empty()), h_labeled(b"d", h_leaf(b"morning"))));
         assert_eq!(node.into_hash_tree().digest(), expected);
@@ -457,19 +513,30 @@ mod tests {
 
     fn fixture() -> Fixture {
         let keys = SubnetKeys::random();
-        let ranges = vec![(Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]), Principal::from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 1]))];
+        let ranges =
+            vec![(Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]), Principal::from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 1]))];
         let subnet = SubnetView::new(&keys, "application", ranges);
         let canister = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 7, 1, 1]);
         let controller = Principal::self_authenticating(b"controller");
         let view = CanisterView {
             module_hash: Some([9; 32]),
             controllers: vec![controller],
-            metadata: vec![("candid:service".to_string(), Visibility::Public, b"service : {}".to_vec()), ("secret".to_string(), Visibility::Private, b"s3cret".to_vec())],
+            metadata: vec![
+                ("candid:service".to_string(), Visibility::Public, b"service : {}".to_vec()),
+                ("secret".to_string(), Visibility::Private, b"s3cret".to_vec()),
+            ],
             certified_data: vec![1, 2, 3],
         };
         let requests = HashMap::from([
             ([1; 32], RequestView { sender: controller, receiver: canister, status: RequestStatusView::Replied(b"DIDL\0\0".to_vec()) }),
-            ([2; 32], RequestView { sender: controller, receiver: canister, status: RequestStatusView::Rejected { code: 5, message: "trapped".to_string(), error_code: "IC0503".to_string() } }),
+            (
+                [2; 32],
+                RequestView {
+                    sender: controller,
+                    receiver: canister,
+                    status: RequestStatusView::Rejected { code: 5, message: "trapped".to_string(), error_code: "IC0503".to_string() },
+                },
+            ),
         ]);
         Fixture { keys, subnet, canister, controller, canisters: HashMap::from([(canister, view)]), requests }
     }
@@ -510,7 +577,13 @@ mod tests {
         ];
         for version in [ApiVersion::V2, ApiVersion::V3] {
             assert_eq!(check(&f, &at_canister, Endpoint::Canister(f.canister), version, f.controller), Ok(()));
-            let at_subnet = [p(&[b"time"]), p(&[b"subnet", sid]), p(&[b"canister_ranges", sid]), p(&[b"subnet", sid, b"canister_ranges"]), p(&[b"subnet", sid, b"metrics"])];
+            let at_subnet = [
+                p(&[b"time"]),
+                p(&[b"subnet", sid]),
+                p(&[b"canister_ranges", sid]),
+                p(&[b"subnet", sid, b"canister_ranges"]),
+                p(&[b"subnet", sid, b"metrics"]),
+            ];
             assert_eq!(check(&f, &at_subnet, Endpoint::Subnet(f.subnet.subnet_id), version, Principal::anonymous()), Ok(()));
         }
         // Request statuses are served at the subnet endpoint from v3 on.
@@ -557,16 +630,27 @@ mod tests {
         for path in [p(&[b"canister", other.as_slice(), b"module_hash"]), p(&[b"canister", other.as_slice(), b"metadata", b"candid:service"])] {
             let e = check(&f, &[path], Endpoint::Canister(f.canister), ApiVersion::V3, f.controller).unwrap_err();
             assert_eq!(e.status, 400);
-            assert_eq!(e.message, format!("Effective principal id in URL {} does not match requested principal id: {}.", f.canister.to_text(), other.to_text()));
+            assert_eq!(
+                e.message,
+                format!("Effective principal id in URL {} does not match requested principal id: {}.", f.canister.to_text(), other.to_text())
+            );
         }
         let e = check(&f, &[p(&[b"canister", &[0; 30], b"controllers"])], Endpoint::Canister(f.canister), ApiVersion::V3, f.controller).unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.starts_with("Could not parse principal ID: "), "{}", e.message);
-        let e = check(&f, &[p(&[b"canister", f.canister.as_slice(), b"metadata", &[0xff]])], Endpoint::Canister(f.canister), ApiVersion::V3, f.controller).unwrap_err();
+        let e = check(
+            &f,
+            &[p(&[b"canister", f.canister.as_slice(), b"metadata", &[0xff]])],
+            Endpoint::Canister(f.canister),
+            ApiVersion::V3,
+            f.controller,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.starts_with("Could not parse the custom section name: "), "{}", e.message);
         // Subnet metrics name the effective subnet.
-        let e = check(&f, &[p(&[b"subnet", other.as_slice(), b"metrics"])], Endpoint::Subnet(f.subnet.subnet_id), ApiVersion::V3, f.controller).unwrap_err();
+        let e = check(&f, &[p(&[b"subnet", other.as_slice(), b"metrics"])], Endpoint::Subnet(f.subnet.subnet_id), ApiVersion::V3, f.controller)
+            .unwrap_err();
         assert_eq!(e.status, 400);
     }
 
@@ -578,7 +662,16 @@ mod tests {
         let e = check(&f, &path, Endpoint::Canister(f.canister), ApiVersion::V3, Principal::anonymous()).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (403, "Custom section secret can only be requested by the controllers of the canister."));
         // Public metadata is for everyone.
-        assert_eq!(check(&f, &[p(&[b"canister", f.canister.as_slice(), b"metadata", b"candid:service"])], Endpoint::Canister(f.canister), ApiVersion::V3, Principal::anonymous()), Ok(()));
+        assert_eq!(
+            check(
+                &f,
+                &[p(&[b"canister", f.canister.as_slice(), b"metadata", b"candid:service"])],
+                Endpoint::Canister(f.canister),
+                ApiVersion::V3,
+                Principal::anonymous()
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -587,18 +680,43 @@ mod tests {
         let canister = Endpoint::Canister(f.canister);
         let e = check(&f, &[p(&[b"request_status", &[1; 31]])], canister, ApiVersion::V3, f.controller).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (400, "Invalid request id in paths. Maybe the request ID is not of 32 bytes in length?!"));
-        let e = check(&f, &[p(&[b"request_status", &[1; 32], b"status"]), p(&[b"request_status", &[2; 32], b"status"])], canister, ApiVersion::V3, f.controller).unwrap_err();
+        let e = check(
+            &f,
+            &[p(&[b"request_status", &[1; 32], b"status"]), p(&[b"request_status", &[2; 32], b"status"])],
+            canister,
+            ApiVersion::V3,
+            f.controller,
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
-        assert_eq!(e.message, format!("More than one non-unique request ID exists in request_status paths: {} and {}.", hex::encode([1; 32]), hex::encode([2; 32])));
+        assert_eq!(
+            e.message,
+            format!("More than one non-unique request ID exists in request_status paths: {} and {}.", hex::encode([1; 32]), hex::encode([2; 32]))
+        );
         // The same request twice is fine.
-        assert_eq!(check(&f, &[p(&[b"request_status", &[1; 32], b"status"]), p(&[b"request_status", &[1; 32], b"reply"])], canister, ApiVersion::V3, f.controller), Ok(()));
+        assert_eq!(
+            check(
+                &f,
+                &[p(&[b"request_status", &[1; 32], b"status"]), p(&[b"request_status", &[1; 32], b"reply"])],
+                canister,
+                ApiVersion::V3,
+                f.controller
+            ),
+            Ok(())
+        );
         let e = check(&f, &[p(&[b"request_status", &[1; 32]])], canister, ApiVersion::V3, Principal::anonymous()).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (403, "The user tries to access Request ID not signed by the caller."));
         // A sender whose delegation does not target the request's canister.
         let other = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 8, 1, 1]);
         let e = check_paths(&[p(&[b"request_status", &[1; 32]])], canister, ApiVersion::V3, f.controller, Some(&[other]), &f, &f.subnet).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (403, "The user tries to access request IDs for canisters not belonging to sender delegation targets."));
-        assert_eq!(check_paths(&[p(&[b"request_status", &[1; 32]])], canister, ApiVersion::V3, f.controller, Some(&[other, f.canister]), &f, &f.subnet), Ok(()));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (403, "The user tries to access request IDs for canisters not belonging to sender delegation targets.")
+        );
+        assert_eq!(
+            check_paths(&[p(&[b"request_status", &[1; 32]])], canister, ApiVersion::V3, f.controller, Some(&[other, f.canister]), &f, &f.subnet),
+            Ok(())
+        );
     }
 
     #[test]
@@ -608,7 +726,10 @@ mod tests {
         let path = [p(&[b"subnet", other.as_slice(), b"canister_ranges"])];
         assert_eq!(status(check(&f, &path, Endpoint::Canister(f.canister), ApiVersion::V3, f.controller)), 404);
         assert_eq!(check(&f, &path, Endpoint::Canister(f.canister), ApiVersion::V2, f.controller), Ok(()));
-        assert_eq!(status(check(&f, &[p(&[b"subnet", &[0; 30], b"canister_ranges"])], Endpoint::Canister(f.canister), ApiVersion::V3, f.controller)), 400);
+        assert_eq!(
+            status(check(&f, &[p(&[b"subnet", &[0; 30], b"canister_ranges"])], Endpoint::Canister(f.canister), ApiVersion::V3, f.controller)),
+            400
+        );
     }
 
     #[test]
@@ -619,7 +740,10 @@ mod tests {
         let e = check(&f, &vec![p(&[b"time"]); MAX_PATHS + 1], canister, ApiVersion::V3, f.controller).unwrap_err();
         assert_eq!((e.status, e.message.as_str()), (400, "Too many paths in read state request: got 1001 paths, but at most 1000 are allowed"));
         let e = check(&f, &[vec![b"time".to_vec(); MAX_LABELS_PER_PATH + 1]], canister, ApiVersion::V3, f.controller).unwrap_err();
-        assert_eq!((e.status, e.message.as_str()), (400, "At least one path in read state request is too deep: got 128 labels, but at most 127 are allowed"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "At least one path in read state request is too deep: got 128 labels, but at most 127 are allowed")
+        );
         // At the limit the depth check passes and the path rule answers.
         assert_eq!(status(check(&f, &[vec![b"time".to_vec(); MAX_LABELS_PER_PATH]], canister, ApiVersion::V3, f.controller)), 404);
     }
@@ -629,7 +753,16 @@ mod tests {
         let f = fixture();
         let c = f.canister.as_slice();
         let sid = f.subnet.subnet_id.as_slice();
-        let tree = tree_for(&[p(&[b"canister", c, b"module_hash"]), p(&[b"canister", c, b"metadata", b"candid:service"]), p(&[b"canister", c, b"metadata", b"missing"])], 1_700_000_000_000_000_000, &f.subnet, &f);
+        let tree = tree_for(
+            &[
+                p(&[b"canister", c, b"module_hash"]),
+                p(&[b"canister", c, b"metadata", b"candid:service"]),
+                p(&[b"canister", c, b"metadata", b"missing"]),
+            ],
+            1_700_000_000_000_000_000,
+            &f.subnet,
+            &f,
+        );
         assert_eq!(tree.lookup_path([b"time".as_slice()]), LookupResult::Found(&uleb128(1_700_000_000_000_000_000)));
         assert_eq!(tree.lookup_path([b"canister".as_slice(), c, b"module_hash"]), LookupResult::Found(&[9; 32]));
         assert_eq!(tree.lookup_path([b"canister".as_slice(), c, b"metadata", b"candid:service"]), LookupResult::Found(b"service : {}"));
@@ -651,10 +784,21 @@ mod tests {
         let mut f = fixture();
         let c = f.canister;
         f.canisters.insert(c, CanisterView { controllers: vec![f.controller], ..CanisterView::default() });
-        let tree = tree_for(&[p(&[b"canister", c.as_slice(), b"module_hash"]), p(&[b"canister", c.as_slice(), b"controllers"]), p(&[b"canister", c.as_slice(), b"metadata", b"candid:service"])], 0, &f.subnet, &f);
+        let tree = tree_for(
+            &[
+                p(&[b"canister", c.as_slice(), b"module_hash"]),
+                p(&[b"canister", c.as_slice(), b"controllers"]),
+                p(&[b"canister", c.as_slice(), b"metadata", b"candid:service"]),
+            ],
+            0,
+            &f.subnet,
+            &f,
+        );
         assert_eq!(tree.lookup_path([b"canister".as_slice(), c.as_slice(), b"module_hash"]), LookupResult::Absent);
         assert_eq!(tree.lookup_path([b"canister".as_slice(), c.as_slice(), b"metadata", b"candid:service"]), LookupResult::Absent);
-        let LookupResult::Found(controllers) = tree.lookup_path([b"canister".as_slice(), c.as_slice(), b"controllers"]) else { panic!("controllers") };
+        let LookupResult::Found(controllers) = tree.lookup_path([b"canister".as_slice(), c.as_slice(), b"controllers"]) else {
+            panic!("controllers")
+        };
         assert_eq!(&controllers[..3], [0xd9, 0xd9, 0xf7], "tagged CBOR");
         assert_eq!(serde_cbor::from_slice::<Vec<Principal>>(controllers).unwrap(), vec![f.controller]);
     }
@@ -667,7 +811,17 @@ mod tests {
         assert_eq!(at(&[1; 32], b"status"), LookupResult::Found(b"replied"));
         assert_eq!(at(&[1; 32], b"reply"), LookupResult::Found(b"DIDL\0\0"));
         assert_eq!(at(&[1; 32], b"reject_code"), LookupResult::Absent);
-        let tree = tree_for(&[p(&[b"request_status", &[2; 32], b"status"]), p(&[b"request_status", &[2; 32], b"reject_code"]), p(&[b"request_status", &[2; 32], b"reject_message"]), p(&[b"request_status", &[2; 32], b"error_code"])], 0, &f.subnet, &f);
+        let tree = tree_for(
+            &[
+                p(&[b"request_status", &[2; 32], b"status"]),
+                p(&[b"request_status", &[2; 32], b"reject_code"]),
+                p(&[b"request_status", &[2; 32], b"reject_message"]),
+                p(&[b"request_status", &[2; 32], b"error_code"]),
+            ],
+            0,
+            &f.subnet,
+            &f,
+        );
         let at = |name: &[u8]| tree.lookup_path([b"request_status".as_slice(), &[2; 32], name]);
         assert_eq!(at(b"status"), LookupResult::Found(b"rejected"));
         assert_eq!(at(b"reject_code"), LookupResult::Found(&[5]));
@@ -682,7 +836,10 @@ mod tests {
         let tree = tree_for(&[p(&[b"subnet"])], 0, &f.subnet, &f);
         assert_eq!(tree.lookup_path([b"subnet".as_slice(), sid, b"public_key"]), LookupResult::Found(&f.keys.root_key_der()));
         assert_eq!(tree.lookup_path([b"subnet".as_slice(), sid, b"type"]), LookupResult::Found(b"application"));
-        assert_eq!(tree.lookup_path([b"subnet".as_slice(), sid, b"node", f.keys.node_id().as_slice(), b"public_key"]), LookupResult::Found(&f.keys.node_key_der()));
+        assert_eq!(
+            tree.lookup_path([b"subnet".as_slice(), sid, b"node", f.keys.node_id().as_slice(), b"public_key"]),
+            LookupResult::Found(&f.keys.node_key_der())
+        );
         let LookupResult::Found(ranges) = tree.lookup_path([b"subnet".as_slice(), sid, b"canister_ranges"]) else { panic!("flat ranges") };
         assert_eq!(&ranges[..3], [0xd9, 0xd9, 0xf7]);
         assert_eq!(serde_cbor::from_slice::<Vec<(Principal, Principal)>>(ranges).unwrap(), f.subnet.canister_ranges);
@@ -705,7 +862,8 @@ mod tests {
         let tree = tree_for(&[p(&[b"canister_ranges", sid]), p(&[b"subnet", sid, b"canister_ranges"])], 0, &subnet, &f);
         let LookupResult::Found(flat) = tree.lookup_path([b"subnet".as_slice(), sid, b"canister_ranges"]) else { panic!("flat") };
         assert_eq!(serde_cbor::from_slice::<Vec<(Principal, Principal)>>(flat).unwrap(), vec![r(1, 9), r(20, 30)]);
-        let shards: Vec<Vec<u8>> = tree.list_paths().into_iter().filter(|p| p[0].as_bytes() == b"canister_ranges").map(|p| p[2].as_bytes().to_vec()).collect();
+        let shards: Vec<Vec<u8>> =
+            tree.list_paths().into_iter().filter(|p| p[0].as_bytes() == b"canister_ranges").map(|p| p[2].as_bytes().to_vec()).collect();
         assert_eq!(shards, [r(1, 9).0.as_slice().to_vec(), r(20, 30).0.as_slice().to_vec()]);
     }
 
@@ -715,7 +873,10 @@ mod tests {
         let tree = certified_data_tree(c, &[4; 32], 300);
         assert_eq!(tree.lookup_path([b"canister".as_slice(), c.as_slice(), b"certified_data"]), LookupResult::Found(&[4; 32]));
         assert_eq!(tree.lookup_path([b"time".as_slice()]), LookupResult::Found(&uleb128(300)));
-        let expected = h_fork(h_labeled(b"canister", h_labeled(c.as_slice(), h_labeled(b"certified_data", h_leaf(&[4; 32])))), h_labeled(b"time", h_leaf(&uleb128(300))));
+        let expected = h_fork(
+            h_labeled(b"canister", h_labeled(c.as_slice(), h_labeled(b"certified_data", h_leaf(&[4; 32])))),
+            h_labeled(b"time", h_leaf(&uleb128(300))),
+        );
         assert_eq!(tree.digest(), expected);
     }
 }

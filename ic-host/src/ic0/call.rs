@@ -8,7 +8,17 @@ use crate::cost::system_api::{CALL_NEW, CALL_PERFORM, DEFAULT};
 use crate::state::{PendingCall, State};
 
 pub(super) fn register(l: &mut Linker<State>) -> wasmtime::Result<()> {
-    ic0!(l, call_new, |c, _, callee_src: u32, callee_size: u32, name_src: u32, name_size: u32, reply_fun: u32, reply_env: u32, reject_fun: u32, reject_env: u32| -> () {
+    ic0!(l, call_new, |c,
+                       _,
+                       callee_src: u32,
+                       callee_size: u32,
+                       name_src: u32,
+                       name_size: u32,
+                       reply_fun: u32,
+                       reply_env: u32,
+                       reject_fun: u32,
+                       reject_env: u32|
+     -> () {
         charge(&mut c, CALL_NEW + u64::from(callee_size) + u64::from(name_size))?;
         let callee = read_heap(&mut c, callee_src.into(), callee_size.into(), NAME)?;
         let name = read_heap(&mut c, name_src.into(), name_size.into(), NAME)?;

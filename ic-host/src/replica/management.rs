@@ -8,9 +8,9 @@ use std::io::Read;
 
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult, CanisterStatusType, ChunkHash, CreateCanisterArgs, DefiniteCanisterSettings,
-    InstallChunkedCodeArgs, InstallCodeArgs, MemoryMetrics, ProvisionalCreateCanisterWithCyclesArgs, ProvisionalTopUpCanisterArgs, QueryStats,
-    UpdateSettingsArgs, UploadChunkArgs, WasmMemoryPersistence,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult, CanisterStatusType, ChunkHash, CreateCanisterArgs,
+    DefiniteCanisterSettings, InstallChunkedCodeArgs, InstallCodeArgs, MemoryMetrics, ProvisionalCreateCanisterWithCyclesArgs,
+    ProvisionalTopUpCanisterArgs, QueryStats, UpdateSettingsArgs, UploadChunkArgs, WasmMemoryPersistence,
 };
 use sha2::{Digest, Sha256};
 
@@ -73,12 +73,18 @@ pub fn call(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> C
             let args: UploadChunkArgs = decode(method, arg)?;
             with_controlled(replica, sender, args.canister_id, method, |record| {
                 if args.chunk.len() > MAX_CHUNK_BYTES {
-                    return Err(Reject::new(ErrorCode::InvalidManagementPayload, format!("Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_BYTES}", args.chunk.len())));
+                    return Err(Reject::new(
+                        ErrorCode::InvalidManagementPayload,
+                        format!("Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_BYTES}", args.chunk.len()),
+                    ));
                 }
                 let hash: [u8; 32] = Sha256::digest(&args.chunk).into();
                 if !record.chunks.iter().any(|(h, _)| *h == hash) {
                     if record.chunks.len() >= MAX_STORED_CHUNKS {
-                        return Err(Reject::new(ErrorCode::CanisterContractViolation, format!("Error from Wasm chunk store: the chunk store is full ({MAX_STORED_CHUNKS} chunks)")));
+                        return Err(Reject::new(
+                            ErrorCode::CanisterContractViolation,
+                            format!("Error from Wasm chunk store: the chunk store is full ({MAX_STORED_CHUNKS} chunks)"),
+                        ));
                     }
                     record.chunks.push((hash, args.chunk));
                 }
@@ -87,7 +93,9 @@ pub fn call(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> C
         }
         "stored_chunks" => {
             let args: CanisterIdRecord = decode(method, arg)?;
-            with_controlled(replica, sender, args.canister_id, method, |record| encode(&record.chunks.iter().map(|(h, _)| ChunkHash { hash: h.to_vec() }).collect::<Vec<_>>()))
+            with_controlled(replica, sender, args.canister_id, method, |record| {
+                encode(&record.chunks.iter().map(|(h, _)| ChunkHash { hash: h.to_vec() }).collect::<Vec<_>>())
+            })
         }
         "clear_chunk_store" => {
             let args: CanisterIdRecord = decode(method, arg)?;
@@ -159,9 +167,8 @@ pub fn call(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> C
             record.cycles = record.cycles.saturating_add(amount);
             encode(&())
         }
-        "raw_rand" | "http_request" | "ecdsa_public_key" | "sign_with_ecdsa" | "schnorr_public_key" | "sign_with_schnorr" | "deposit_cycles" | "canister_info" => {
-            Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {method}")))
-        }
+        "raw_rand" | "http_request" | "ecdsa_public_key" | "sign_with_ecdsa" | "schnorr_public_key" | "sign_with_schnorr" | "deposit_cycles"
+        | "canister_info" => Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Only canisters can call ic00 method {method}"))),
         _ => Err(Reject::new(ErrorCode::UnknownManagementMessage, format!("Management canister has no method '{method}'"))),
     }
 }
@@ -183,13 +190,18 @@ pub fn query(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> 
                 ic_management_canister_types::LogVisibility::AllowedViewers(viewers) => record.is_controller(&sender) || viewers.contains(&sender),
             };
             if !allowed {
-                return Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Caller {sender} is not allowed to query ic00 method fetch_canister_logs")));
+                return Err(Reject::new(
+                    ErrorCode::CanisterRejectedMessage,
+                    format!("Caller {sender} is not allowed to query ic00 method fetch_canister_logs"),
+                ));
             }
             // Filters select by index or time, both bounds inclusive.
             let keep = |r: &&ic_management_canister_types::CanisterLogRecord| match &args.filter {
                 None => true,
                 Some(ic_management_canister_types::CanisterLogFilter::ByIdx { start, end }) => (*start..=*end).contains(&r.idx),
-                Some(ic_management_canister_types::CanisterLogFilter::ByTimestampNanos { start, end }) => (*start..=*end).contains(&r.timestamp_nanos),
+                Some(ic_management_canister_types::CanisterLogFilter::ByTimestampNanos { start, end }) => {
+                    (*start..=*end).contains(&r.timestamp_nanos)
+                }
             };
             let canister_log_records = record.logs.iter().filter(keep).cloned().collect();
             encode(&ic_management_canister_types::FetchCanisterLogsResult { canister_log_records })
@@ -199,7 +211,13 @@ pub fn query(replica: &Replica, sender: Principal, method: &str, arg: &[u8]) -> 
 }
 
 /// Runs `f` on the canister's record if `sender` controls it; publishes what changed.
-fn with_controlled(replica: &Replica, sender: Principal, id: Principal, method: &str, f: impl FnOnce(&mut CanisterRecord) -> CallResult) -> CallResult {
+fn with_controlled(
+    replica: &Replica,
+    sender: Principal,
+    id: Principal,
+    method: &str,
+    f: impl FnOnce(&mut CanisterRecord) -> CallResult,
+) -> CallResult {
     let slot = replica.canister(&id).ok_or_else(|| Reject::canister_not_found(&id))?;
     let mut record = slot.lock();
     if !record.is_controller(&sender) {
@@ -220,7 +238,13 @@ pub fn create_for(replica: &Replica, sender: Principal, settings: Option<Caniste
     create_canister(replica, sender, settings, cycles, None)
 }
 
-fn create_canister(replica: &Replica, sender: Principal, settings: Option<CanisterSettings>, cycles: u128, specified: Option<Principal>) -> Result<Principal, Reject> {
+fn create_canister(
+    replica: &Replica,
+    sender: Principal,
+    settings: Option<CanisterSettings>,
+    cycles: u128,
+    specified: Option<Principal>,
+) -> Result<Principal, Reject> {
     let settings = settings.unwrap_or_default();
     let controllers = settings.controllers.clone().unwrap_or_default();
     // Validate everything before the canister exists, so a bad argument creates nothing.
@@ -299,7 +323,10 @@ pub fn apply_settings(current: &DefiniteCanisterSettings, settings: &CanisterSet
             return Err(invalid(format!("at most {MAX_ENVIRONMENT_VARIABLES} environment variables are allowed, got {}", vars.len())));
         }
         if let Some(v) = vars.iter().find(|v| v.name.len() > MAX_ENVIRONMENT_VARIABLE_BYTES || v.value.len() > MAX_ENVIRONMENT_VARIABLE_BYTES) {
-            return Err(invalid(format!("environment variable {:?}: names and values are limited to {MAX_ENVIRONMENT_VARIABLE_BYTES} bytes", v.name)));
+            return Err(invalid(format!(
+                "environment variable {:?}: names and values are limited to {MAX_ENVIRONMENT_VARIABLE_BYTES} bytes",
+                v.name
+            )));
         }
         let mut sorted = vars.clone();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -323,11 +350,12 @@ pub fn decompress(wasm: &[u8]) -> Result<Vec<u8>, Reject> {
     }
     let mut out = Vec::new();
     let mut decoder = flate2::read::GzDecoder::new(wasm).take(MAX_WASM_BYTES + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| Reject::new(ErrorCode::CanisterInvalidWasm, format!("Wasm module is not valid gzip: {e}")))?;
+    decoder.read_to_end(&mut out).map_err(|e| Reject::new(ErrorCode::CanisterInvalidWasm, format!("Wasm module is not valid gzip: {e}")))?;
     if out.len() as u64 > MAX_WASM_BYTES {
-        return Err(Reject::new(ErrorCode::CanisterInvalidWasm, format!("Wasm module exceeds the limit of {MAX_WASM_BYTES} bytes when decompressed")));
+        return Err(Reject::new(
+            ErrorCode::CanisterInvalidWasm,
+            format!("Wasm module exceeds the limit of {MAX_WASM_BYTES} bytes when decompressed"),
+        ));
     }
     Ok(out)
 }
@@ -339,7 +367,9 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
     let time = replica.time();
     let install_error = |e: HostError| -> Reject {
         match e {
-            HostError::Invalid(e) => Reject::new(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}")),
+            HostError::Invalid(e) => {
+                Reject::new(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: Canister's Wasm module is not valid: {e}"))
+            }
             HostError::Trapped { message, .. } => super::reject::from_canister(&id, crate::host::RejectCode::CanisterError, &message),
             other => Reject::new(ErrorCode::CanisterInvalidWasm, format!("Error from Canister {id}: {other}")),
         }
@@ -363,13 +393,18 @@ fn install(replica: &Replica, record: &mut CanisterRecord, mode: CanisterInstall
         }
         CanisterInstallMode::Upgrade(flags) => {
             let Some(installed) = record.module.as_mut() else {
-                return Err(Reject::new(ErrorCode::CanisterWasmModuleNotFound, format!("Error from Canister {id}: Attempted to upgrade a canister that contains no Wasm module.")));
+                return Err(Reject::new(
+                    ErrorCode::CanisterWasmModuleNotFound,
+                    format!("Error from Canister {id}: Attempted to upgrade a canister that contains no Wasm module."),
+                ));
             };
             let flags = flags.unwrap_or_default();
             if flags.wasm_memory_persistence == Some(WasmMemoryPersistence::Keep) {
                 return Err(Reject::new(
                     ErrorCode::CanisterContractViolation,
-                    format!("Error from Canister {id}: wasm_memory_persistence = keep needs enhanced orthogonal persistence, which this module does not declare."),
+                    format!(
+                        "Error from Canister {id}: wasm_memory_persistence = keep needs enhanced orthogonal persistence, which this module does not declare."
+                    ),
                 ));
             }
             if flags.skip_pre_upgrade == Some(true) {
@@ -409,7 +444,10 @@ fn assemble(store: &CanisterRecord, args: &InstallChunkedCodeArgs) -> CallResult
     for wanted in &args.chunk_hashes_list {
         let chunk = store.chunks.iter().find(|(h, _)| h.as_slice() == wanted.hash.as_slice()).map(|(_, c)| c);
         let Some(chunk) = chunk else {
-            return Err(Reject::new(ErrorCode::CanisterContractViolation, format!("Error from Wasm chunk store: chunk {} is not in the chunk store", hex::encode(&wanted.hash))));
+            return Err(Reject::new(
+                ErrorCode::CanisterContractViolation,
+                format!("Error from Wasm chunk store: chunk {} is not in the chunk store", hex::encode(&wanted.hash)),
+            ));
         };
         wasm.extend_from_slice(chunk);
     }
@@ -417,7 +455,11 @@ fn assemble(store: &CanisterRecord, args: &InstallChunkedCodeArgs) -> CallResult
     if actual.as_slice() != args.wasm_module_hash.as_slice() {
         return Err(Reject::new(
             ErrorCode::CanisterContractViolation,
-            format!("Wasm module hash {} does not match the hash of the assembled chunks {}", hex::encode(&args.wasm_module_hash), hex::encode(actual)),
+            format!(
+                "Wasm module hash {} does not match the hash of the assembled chunks {}",
+                hex::encode(&args.wasm_module_hash),
+                hex::encode(actual)
+            ),
         ));
     }
     Ok(wasm)

@@ -112,7 +112,18 @@ pub struct Committed {
 
 impl CanisterRecord {
     fn new(id: Principal, controllers: Vec<Principal>, cycles: u128) -> CanisterRecord {
-        CanisterRecord { id, settings: default_settings(controllers), status: CanisterStatusType::Running, cycles, module: None, chunks: Vec::new(), version: 0, logs: Default::default(), next_log_idx: 0, log_seen: 0 }
+        CanisterRecord {
+            id,
+            settings: default_settings(controllers),
+            status: CanisterStatusType::Running,
+            cycles,
+            module: None,
+            chunks: Vec::new(),
+            version: 0,
+            logs: Default::default(),
+            next_log_idx: 0,
+            log_seen: 0,
+        }
     }
 
     pub fn is_controller(&self, who: &Principal) -> bool {
@@ -131,7 +142,11 @@ impl CanisterRecord {
         let lines = installed.host.log();
         let start = self.log_seen.min(lines.len());
         for line in &lines[start..] {
-            self.logs.push_back(ic_management_canister_types::CanisterLogRecord { idx: self.next_log_idx, timestamp_nanos: time, content: line.as_bytes().to_vec() });
+            self.logs.push_back(ic_management_canister_types::CanisterLogRecord {
+                idx: self.next_log_idx,
+                timestamp_nanos: time,
+                content: line.as_bytes().to_vec(),
+            });
             self.next_log_idx += 1;
         }
         self.log_seen = lines.len();
@@ -165,7 +180,8 @@ impl CanisterRecord {
         let (module_hash, metadata) = match &self.module {
             None => (None, Vec::new()),
             Some(m) => {
-                let metadata = m.host.module_info().metadata.iter().map(|s| (s.name.clone(), s.visibility == Visibility::Public, s.bytes.clone())).collect();
+                let metadata =
+                    m.host.module_info().metadata.iter().map(|s| (s.name.clone(), s.visibility == Visibility::Public, s.bytes.clone())).collect();
                 (Some(m.module_hash), metadata)
             }
         };
@@ -229,11 +245,7 @@ impl CanisterSlot {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let record = if wait {
-            Some(self.lock())
-        } else {
-            self.exec.try_lock().ok()
-        };
+        let record = if wait { Some(self.lock()) } else { self.exec.try_lock().ok() };
         let Some(record) = record else {
             self.dirty.store(true, Ordering::Release);
             return Ok(());
@@ -294,7 +306,12 @@ impl CanisterSlot {
             };
             match restored {
                 Ok(host) => *slot = Some((committed.clone(), host)),
-                Err(e) => return Err(Reject::new(ErrorCode::CanisterTrapped, format!("Error from Canister {}: restoring the committed state failed: {e}", self.id))),
+                Err(e) => {
+                    return Err(Reject::new(
+                        ErrorCode::CanisterTrapped,
+                        format!("Error from Canister {}: restoring the committed state failed: {e}", self.id),
+                    ));
+                }
             }
         }
         let Some((_, host)) = slot.as_mut() else { return Err(no_module(&self.id)) };
@@ -387,15 +404,28 @@ impl Replica {
             let module = match stored.module {
                 None => None,
                 Some((module_hash, wasm_size, state)) => {
-                    let host = Host::from_state(&state).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("canister {id}: {e}")))?;
+                    let host =
+                        Host::from_state(&state).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("canister {id}: {e}")))?;
                     Some(Installed { host, module_hash, wasm_size })
                 }
             };
-            let record = CanisterRecord { id, settings: stored.settings, status: stored.status, cycles: stored.cycles, module, chunks: stored.chunks, version: stored.version, logs: Default::default(), next_log_idx: 0, log_seen: 0 };
+            let record = CanisterRecord {
+                id,
+                settings: stored.settings,
+                status: stored.status,
+                cycles: stored.cycles,
+                module,
+                chunks: stored.chunks,
+                version: stored.version,
+                logs: Default::default(),
+                next_log_idx: 0,
+                log_seen: 0,
+            };
             let slot = CanisterSlot::new(record);
             slot.commit(&mut slot.lock());
             // What was read is what the directory holds: nothing to write until it changes.
-            *slot.written.lock().unwrap_or_else(|e| e.into_inner()) = slot.committed.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.state.clone());
+            *slot.written.lock().unwrap_or_else(|e| e.into_inner()) =
+                slot.committed.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.state.clone());
             slot.dirty.store(false, std::sync::atomic::Ordering::Release);
             canisters.insert(id, Arc::new(slot));
         }
@@ -456,7 +486,13 @@ impl Replica {
 
     /// Creates an empty canister controlled by `controllers` (the creator when empty), plus the
     /// configured extra controller; `specified` asks for a particular id.
-    pub fn create_canister(&self, mut controllers: Vec<Principal>, creator: Principal, cycles: u128, specified: Option<Principal>) -> Result<Principal, Reject> {
+    pub fn create_canister(
+        &self,
+        mut controllers: Vec<Principal>,
+        creator: Principal,
+        cycles: u128,
+        specified: Option<Principal>,
+    ) -> Result<Principal, Reject> {
         if controllers.is_empty() {
             controllers.push(creator);
         }
@@ -464,13 +500,20 @@ impl Replica {
             controllers.push(extra);
         }
         if controllers.len() > management::MAX_CONTROLLERS {
-            return Err(Reject::new(ErrorCode::InvalidManagementPayload, format!("Invalid settings: at most {} controllers are allowed", management::MAX_CONTROLLERS)));
+            return Err(Reject::new(
+                ErrorCode::InvalidManagementPayload,
+                format!("Invalid settings: at most {} controllers are allowed", management::MAX_CONTROLLERS),
+            ));
         }
         let mut canisters = self.canisters.write().unwrap_or_else(|e| e.into_inner());
         let id = match specified {
             Some(id) => {
                 if canisters.contains_key(&id) {
-                    return Err(Reject { code: crate::host::RejectCode::SysTransient, message: format!("Canister {id} is already installed."), error_code: "IC0205".into() });
+                    return Err(Reject {
+                        code: crate::host::RejectCode::SysTransient,
+                        message: format!("Canister {id} is already installed."),
+                        error_code: "IC0205".into(),
+                    });
                 }
                 id
             }
@@ -548,7 +591,9 @@ impl Replica {
             Ok((Inspection::Accepted, _)) => Ok(()),
             // An update that does not exist is for the execution to reject (certified, IC0536).
             Err(HostError::NoMethod(_)) => Ok(()),
-            Ok((Inspection::Refused, _)) => Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister_id}: Canister rejected the message"))),
+            Ok((Inspection::Refused, _)) => {
+                Err(Reject::new(ErrorCode::CanisterRejectedMessage, format!("Error from Canister {canister_id}: Canister rejected the message")))
+            }
             Ok((Inspection::Trapped(message), _)) => Err(reject::from_canister(canister_id, crate::host::RejectCode::CanisterError, &message)),
             Err(e) => Err(Reject::new(ErrorCode::CanisterTrapped, format!("Error from Canister {canister_id}: {e}"))),
         }
@@ -582,7 +627,14 @@ impl Replica {
 
     /// Executes a query against the canister's last committed state. `data_certificate` makes
     /// `data_certificate_copy` work in it: the caller builds it over [`Replica::certified_data`].
-    pub fn query(&self, sender: Principal, canister_id: Principal, method: &str, arg: &[u8], data_certificate: impl FnOnce(&[u8]) -> Vec<u8>) -> CallResult {
+    pub fn query(
+        &self,
+        sender: Principal,
+        canister_id: Principal,
+        method: &str,
+        arg: &[u8],
+        data_certificate: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> CallResult {
         if canister_id == Principal::management_canister() {
             return management::query(self, sender, method, arg);
         }
@@ -631,7 +683,12 @@ impl Replica {
 /// Whether a canister can take a message now.
 fn runnable(id: &Principal, status: CanisterStatusType, has_module: bool) -> Result<(), Reject> {
     match status {
-        CanisterStatusType::Stopped => return Err(Reject::new(ErrorCode::CanisterStopped, format!("Canister {id} is stopped and therefore does not have a CallContextManager"))),
+        CanisterStatusType::Stopped => {
+            return Err(Reject::new(
+                ErrorCode::CanisterStopped,
+                format!("Canister {id} is stopped and therefore does not have a CallContextManager"),
+            ));
+        }
         CanisterStatusType::Stopping => return Err(Reject::new(ErrorCode::CanisterStopping, format!("Canister {id} is stopping"))),
         CanisterStatusType::Running => {}
     }
@@ -642,14 +699,19 @@ fn runnable(id: &Principal, status: CanisterStatusType, has_module: bool) -> Res
 }
 
 fn no_module(id: &Principal) -> Reject {
-    Reject::new(ErrorCode::CanisterWasmModuleNotFound, format!("Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."))
+    Reject::new(
+        ErrorCode::CanisterWasmModuleNotFound,
+        format!("Error from Canister {id}: Attempted to execute a message, but the canister contains no Wasm module."),
+    )
 }
 
 /// The reply or reject of one execution on the embedded host.
 fn outcome_of(canister: &Principal, method: &str, kind: &str, outcome: Result<Outcome, HostError>) -> CallResult {
     match outcome {
         Ok(outcome) => reject::from_response(canister, &outcome.response),
-        Err(HostError::NoMethod(_)) => Err(Reject::new(ErrorCode::CanisterMethodNotFound, format!("Error from Canister {canister}: Canister has no {kind} method '{method}'."))),
+        Err(HostError::NoMethod(_)) => {
+            Err(Reject::new(ErrorCode::CanisterMethodNotFound, format!("Error from Canister {canister}: Canister has no {kind} method '{method}'.")))
+        }
         Err(HostError::Trapped { message, .. }) => Err(reject::from_canister(canister, crate::host::RejectCode::CanisterError, &message)),
         Err(e) => Err(Reject::new(ErrorCode::CanisterTrapped, format!("Error from Canister {canister}: {e}"))),
     }

@@ -9,8 +9,8 @@
 use candid::{CandidType, Decode, Deserialize, Encode, Nat, Principal};
 use ic_management_canister_types::CanisterSettings;
 
-use super::reject::{CallResult, ErrorCode, Reject};
 use super::Replica;
+use super::reject::{CallResult, ErrorCode, Reject};
 
 /// `rkp4c-7iaaa-aaaaa-aaaca-cai`.
 pub fn cycles_minting_canister() -> Principal {
@@ -90,7 +90,9 @@ pub fn call(replica: &Replica, sender: Principal, canister: Principal, method: &
 pub fn query(replica: &Replica, _sender: Principal, canister: Principal, method: &str, _arg: &[u8]) -> Option<CallResult> {
     if canister == cycles_minting_canister() {
         return Some(match method {
-            "get_default_subnets" => Encode!(&vec![replica.subnet_id()]).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, e.to_string())),
+            "get_default_subnets" => {
+                Encode!(&vec![replica.subnet_id()]).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, e.to_string()))
+            }
             _ => Err(no_method(canister, method)),
         });
     }
@@ -103,12 +105,20 @@ pub fn query(replica: &Replica, _sender: Principal, canister: Principal, method:
 /// Creates a canister for `sender` as the cycles ledger does (the cycles come from nowhere
 /// here: a local replica's users have unlimited cycles).
 fn create_canister(replica: &Replica, sender: Principal, arg: &[u8]) -> CallResult {
-    let args = Decode!(arg, CreateCanisterArgs).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, format!("Error from Canister {}: decoding create_canister's argument failed: {e}", cycles_ledger())))?;
+    let args = Decode!(arg, CreateCanisterArgs).map_err(|e| {
+        Reject::new(
+            ErrorCode::CanisterContractViolation,
+            format!("Error from Canister {}: decoding create_canister's argument failed: {e}", cycles_ledger()),
+        )
+    })?;
     let creation = args.creation_args.unwrap_or(CmcCreateCanisterArgs { subnet_selection: None, settings: None });
     if let Some(SubnetSelection::Subnet { subnet }) = &creation.subnet_selection
         && *subnet != replica.subnet_id()
     {
-        let error = CreateCanisterError::GenericError { error_code: Nat::from(1u32), message: format!("Subnet {subnet} does not exist; this replica has only {}", replica.subnet_id()) };
+        let error = CreateCanisterError::GenericError {
+            error_code: Nat::from(1u32),
+            message: format!("Subnet {subnet} does not exist; this replica has only {}", replica.subnet_id()),
+        };
         return Encode!(&CreateCanisterResult::Err(error)).map_err(|e| Reject::new(ErrorCode::CanisterContractViolation, e.to_string()));
     }
     let cycles = u128::try_from(args.amount.0).unwrap_or(super::DEFAULT_PROVISIONAL_CYCLES);

@@ -85,7 +85,6 @@ pub fn reject_of(error: AgentError) -> ic_transport_types::RejectResponse {
     }
 }
 
-
 /// A server keeping its state in `dir`.
 pub fn server_in(dir: &std::path::Path) -> RunningServer {
     start(ServeConfig { port: 0, state_dir: Some(dir.to_path_buf()), controller: None }).expect("ic-host serve starts")

@@ -52,7 +52,12 @@ struct Message {
 
 impl From<&Call> for Message {
     fn from(c: &Call) -> Message {
-        Message { instructions: c.instructions, page_instructions: c.page_instructions, pages_accessed: c.pages_accessed, pages_written: c.pages_written }
+        Message {
+            instructions: c.instructions,
+            page_instructions: c.page_instructions,
+            pages_accessed: c.pages_accessed,
+            pages_written: c.pages_written,
+        }
     }
 }
 
