@@ -180,10 +180,10 @@ impl<M: Memory + Clone> Service<M> {
     }
 
     fn apply_settings(&mut self, s: Settings) -> Result<(), Error> {
-        if let Some(budget) = s.call_budget {
-            if !(MIN_CALL_BUDGET..=MAX_CALL_BUDGET).contains(&budget) {
-                return Err(Error::InvalidArgument(format!("call_budget must be in {MIN_CALL_BUDGET}..={MAX_CALL_BUDGET}")));
-            }
+        if let Some(budget) = s.call_budget
+            && !(MIN_CALL_BUDGET..=MAX_CALL_BUDGET).contains(&budget)
+        {
+            return Err(Error::InvalidArgument(format!("call_budget must be in {MIN_CALL_BUDGET}..={MAX_CALL_BUDGET}")));
         }
         if s.max_sessions == Some(0) || s.max_sessions_per_caller == Some(0) {
             return Err(Error::InvalidArgument("session limits must be at least 1".into()));

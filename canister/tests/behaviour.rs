@@ -240,13 +240,16 @@ fn a_caller_may_ask_for_a_smaller_call_budget() {
     assert!(chunks.iter().all(|k| k.instructions <= small));
 }
 
+/// What a case expects of the error it gets.
+type ExpectError = fn(&Error) -> bool;
+
 #[test]
 fn every_bad_argument_is_a_typed_error() {
     // Before any model: NoModel, not a trap.
     let mut empty = Canister::install();
     assert_eq!(generate(&mut empty, &greedy("hi", 5), user("a")), Err(Error::NoModel));
     let Some((mut c, prompt, _)) = ready() else { return };
-    let cases: Vec<(GenerateRequest, fn(&Error) -> bool)> = vec![
+    let cases: Vec<(GenerateRequest, ExpectError)> = vec![
         (greedy("", 5), |e| *e == Error::EmptyPrompt),
         (greedy("\u{20ac}\u{20ac}", 5), |e| *e == Error::EmptyPrompt), // nothing in the vocabulary
         (greedy(&"a".repeat(65), 5), |e| matches!(e, Error::PromptTooLong { tokens: 65, limit: 64 })),

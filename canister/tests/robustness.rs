@@ -176,7 +176,7 @@ fn f3_an_upload_interrupted_by_an_upgrade_after_600_mb_resumes_and_finishes() {
     let _: Result<UploadStatus, Error> = c.update("upload_start", Encode!(&BlobKind::Model).unwrap(), me);
     let chunk = 1_900_000;
     let mut costs = Vec::new();
-    let mut send = |c: &mut Canister, offset: usize| {
+    let send = |c: &mut Canister, offset: usize| {
         let end = (offset + chunk).min(model.len());
         let arg = Encode!(&BlobKind::Model, &(offset as u64), &serde_bytes::ByteBuf::from(model[offset..end].to_vec())).unwrap();
         let out = c.host.update("upload_chunk", &arg, me).unwrap();

@@ -86,10 +86,10 @@ fn flag(args: &[(String, Value)], key: &str) -> bool {
 /// Refuses model families the engine does not run, naming them.
 fn check_supported(ckpt: &Checkpoint) -> Result<(), CompressError> {
     let args = &ckpt.model_args;
-    if let Some((_, Value::Str(algebra))) = args.iter().find(|(k, _)| k == "algebra") {
-        if &**algebra != "octonion" {
-            return Err(CompressError::Unsupported(format!("the {algebra} algebra (only octonion models are supported)")));
-        }
+    if let Some((_, Value::Str(algebra))) = args.iter().find(|(k, _)| k == "algebra")
+        && &**algebra != "octonion"
+    {
+        return Err(CompressError::Unsupported(format!("the {algebra} algebra (only octonion models are supported)")));
     }
     for (key, what) in [
         ("hash_embeddings", "hash embeddings"),

@@ -50,10 +50,10 @@ pub fn read_char_vocab(bytes: &[u8]) -> Result<CharVocab> {
             }
         }
     }
-    if let Some(Value::Int(n)) = value.get("vocab_size") {
-        if *n != itos.len() as i64 {
-            bail!("meta.pkl vocab_size is {n} but itos has {} entries", itos.len());
-        }
+    if let Some(Value::Int(n)) = value.get("vocab_size")
+        && *n != itos.len() as i64
+    {
+        bail!("meta.pkl vocab_size is {n} but itos has {} entries", itos.len());
     }
     Ok(CharVocab::new(&itos)?)
 }

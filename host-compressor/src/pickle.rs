@@ -517,7 +517,7 @@ impl<'a> Machine<'a> {
     /// SETITEM(S): sets keys of the dict on top of the stack. Python dicts keep the first
     /// insertion position of a key and the last value.
     fn set_items(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("SETITEMS with an odd number of items"));
         }
         let (mut dict, detached) = self.take_top()?;

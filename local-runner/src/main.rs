@@ -98,11 +98,11 @@ fn run(cli: Cli) -> Result<()> {
         let one: Result<Generation, Error> =
             local.call("generate", Encode!(&GenerateRequest { max_tokens: 1, seed: Some(0), ..request.clone() })?, false)?;
         let many: Result<Generation, Error> = local.call("generate", Encode!(&GenerateRequest { seed: Some(0), ..request.clone() })?, false)?;
-        if let (Ok(one), Ok(many)) = (one, many) {
-            if many.ids.len() > 1 {
-                decode_instructions = many.instructions.saturating_sub(one.instructions);
-                decode_tokens = many.ids.len() as u64 - 1;
-            }
+        if let (Ok(one), Ok(many)) = (one, many)
+            && many.ids.len() > 1
+        {
+            decode_instructions = many.instructions.saturating_sub(one.instructions);
+            decode_tokens = many.ids.len() as u64 - 1;
         }
     }
     let decode_instructions_per_token = decode_instructions.checked_div(decode_tokens).unwrap_or(0);
