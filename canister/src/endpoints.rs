@@ -42,13 +42,13 @@ fn start(settings: Option<Settings>) {
     PAGE.with(|p| *p.borrow_mut() = Some(page));
     // Seeds for requests without one come from the IC's randomness, fetched once per code version.
     ic_cdk_timers::set_timer(Duration::ZERO, async {
-        if let Ok(bytes) = ic_cdk_management_canister::raw_rand().await {
-            if let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                SERVICE.with(|s| s.borrow_mut().as_mut().map(|s| s.reseed(seed)));
-                let mut second = seed;
-                second.reverse();
-                HASH_SEED.with(|r| *r.borrow_mut() = rand_core::SeedableRng::from_seed(second));
-            }
+        if let Ok(bytes) = ic_cdk_management_canister::raw_rand().await
+            && let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice())
+        {
+            SERVICE.with(|s| s.borrow_mut().as_mut().map(|s| s.reseed(seed)));
+            let mut second = seed;
+            second.reverse();
+            HASH_SEED.with(|r| *r.borrow_mut() = rand_core::SeedableRng::from_seed(second));
         }
     });
 }
