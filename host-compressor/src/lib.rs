@@ -7,3 +7,4 @@ pub mod ic;
 pub mod meta_pkl;
 pub mod pickle;
 pub mod python_json;
+pub mod random_model;
