@@ -8,35 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use host_compressor::pickle::{self, StorageType, Value};
+use test_support::Scratch;
 use walsh_engine::format::{Payload, Record, WalshFile};
 
 fn walsh(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_walsh")).args(args).output().expect("run walsh")
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("walsh-compress-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory of this test file, removed when dropped.
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("walsh-compress-{name}"))
 }
 
 /// Compresses `ckpt` and returns the output bytes, asserting success.
@@ -52,7 +33,7 @@ fn compress_ok(ckpt: &Path, out: &Path) -> Vec<u8> {
 #[test]
 fn byte_identical_to_the_python_compressor() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("identical");
+    let scratch = scratch("identical");
     for set in ["char-tiny", "gpt2-small", "gpt2-bench"] {
         let out = scratch.path(&format!("{set}.walsh"));
         let ours = compress_ok(&data.join(set).join("ckpt.pt"), &out);
@@ -65,7 +46,7 @@ fn byte_identical_to_the_python_compressor() {
 #[test]
 fn json_report_and_log() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("json");
+    let scratch = scratch("json");
     let out = scratch.path("m.walsh");
     let ckpt = data.join("char-tiny/ckpt.pt");
     let result = walsh(&["compress", ckpt.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]);
@@ -257,7 +238,7 @@ fn reference_walsh(data: &Path) -> Vec<u8> {
 #[test]
 fn compile_prefix_is_stripped() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("prefix");
+    let scratch = scratch("prefix");
     let reference = reference_walsh(&data);
     let file = WalshFile::parse(&reference).unwrap();
     let mut names: Vec<String> = file.records.iter().map(|r| r.name.to_string()).collect();
@@ -280,7 +261,7 @@ fn compile_prefix_is_stripped() {
 #[test]
 fn untied_output_head_is_written() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("untied");
+    let scratch = scratch("untied");
     let mut fixture = Fixture::from(&data.join("char-tiny/ckpt.pt"));
     let key = fixture.tensor_storage("output.weight");
     // Point output.weight at a copy of its storage under a new key: same values, other memory.
@@ -315,7 +296,7 @@ fn untied_output_head_is_written() {
 #[test]
 fn bf16_weights_compress_like_the_same_values_in_f32() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("bf16");
+    let scratch = scratch("bf16");
     let mut bf16 = Fixture::from(&data.join("char-tiny/ckpt.pt"));
     let mut rounded = Fixture::from(&data.join("char-tiny/ckpt.pt"));
     let floats: Vec<String> = bf16.storages().into_iter().filter(|(_, t)| *t == StorageType::F32).map(|(k, _)| k).collect();
@@ -355,7 +336,7 @@ fn assert_refused(scratch: &Scratch, ckpt: &Path, needle: &str) {
 #[test]
 fn bad_inputs_are_refused_by_name() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("bad");
+    let scratch = scratch("bad");
     let source = data.join("char-tiny/ckpt.pt");
     let fixture = || Fixture::from(&source);
 
@@ -420,7 +401,7 @@ fn bad_inputs_are_refused_by_name() {
 #[test]
 fn converted_tokenizer_matches_meta_pkl() {
     let Some(data) = test_support::testdata() else { return };
-    let scratch = Scratch::new("tokenizer");
+    let scratch = scratch("tokenizer");
     let dir = data.join("char-tiny");
     let out = scratch.path("tokenizer.json");
     let result = walsh(&["tokenizer", dir.join("meta.pkl").to_str().unwrap(), "-o", out.to_str().unwrap()]);

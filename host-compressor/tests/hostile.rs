@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use test_support::Scratch;
 use walsh_engine::format::{Array, Dtype, HalfKind, Payload, QuantizedMatrix, Record, TernaryTensor, WalshFile};
 
 /// What the child may map in all (the old reader needed many GB for some of these inputs).
@@ -89,29 +89,9 @@ fn run_walsh(args: &[&str]) -> Outcome {
     }
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("walsh-hostile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory of this test file, removed when dropped.
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("walsh-hostile-{name}"))
 }
 
 /// Checks a refusal: exit 2, exactly one line `error: …` containing `reason` once, no segment
@@ -346,7 +326,7 @@ fn negative_offset_is_reported_once() {
 
 #[test]
 fn meta_pkl_deeply_nested() {
-    let scratch = Scratch::new("meta-nested");
+    let scratch = scratch("meta-nested");
     let mut p = Pickle::new();
     p.op(b"}(").str("itos").op(b")").repeat(&[0x85], 1_000_000).op(b"u.");
     let meta = scratch.path("meta.pkl");
@@ -357,7 +337,7 @@ fn meta_pkl_deeply_nested() {
 
 #[test]
 fn meta_pkl_memoised_fetches() {
-    let scratch = Scratch::new("meta-laughs");
+    let scratch = scratch("meta-laughs");
     let mut p = Pickle::new();
     // {"itos": {0: 'a'}, "x": L, "y": [L × 330 000]}.
     p.op(b"}(").str("itos").op(b"}(K\x00").str("a").op(b"u").str("x").op(b"](").repeat(b"N", 1000).op(b"eq\x00");
@@ -378,7 +358,7 @@ fn meta_pkl_memoised_fetches() {
 fn walsh_model_too_wide_is_refused_before_packing() {
     // A 16 MB all-zero wq of [8, 4096, 4096]: 4096 input columns per part is wider than the
     // lookup tables allow. The old assembly expanded (128 MB) and packed (128 MB) it first.
-    let scratch = Scratch::new("wide");
+    let scratch = scratch("wide");
     let (d, out_o, in_o) = (32_768usize, 4096usize, 4096usize);
     let half = |kind, shape: Vec<usize>| {
         let n: usize = shape.iter().product();
