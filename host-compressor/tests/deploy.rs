@@ -292,10 +292,16 @@ fn icp_deploy_then_walsh_upload_generate_and_verify_single_user() {
     rt.block_on(async {
         let stranger_pem = std::fs::read(icp.home.join("identity/keys/stranger.pem")).unwrap();
         let stranger = agent(&proxy.url, &stranger_pem).await;
-        // The canister refuses it too, whatever the client checks.
-        let reply = stranger.update(&canister, "upload_start").with_arg(Encode!(&BlobKind::Model).unwrap()).call_and_wait().await.unwrap();
-        let refused: Result<UploadStatus, host_compressor::ic::api::Error> = candid::decode_one(&reply).unwrap();
-        assert_eq!(refused, Err(host_compressor::ic::api::Error::NotAuthorized));
+        // The canister refuses it too, whatever the client checks: its inspect_message turns the
+        // ingress message away before it runs (the IC's reject IC0406, CanisterReject).
+        let refused = stranger.update(&canister, "upload_start").with_arg(Encode!(&BlobKind::Model).unwrap()).call_and_wait().await;
+        match refused {
+            Err(ic_agent::AgentError::UncertifiedReject { reject, .. }) => {
+                assert_eq!(reject.reject_code, ic_agent::agent::RejectCode::CanisterReject, "{reject:?}");
+                assert_eq!(reject.error_code.as_deref(), Some("IC0406"), "{reject:?}");
+            }
+            other => panic!("a stranger's upload_start was not refused by inspect_message: {other:?}"),
+        }
         let status = upload_status(&stranger, canister, BlobKind::Model).await;
         assert_eq!(status.active_sha256.map(hex::encode), Some(sha256_hex(&model_bytes)), "the active model is unchanged");
         assert!(!status.in_progress);
@@ -467,9 +473,13 @@ fn a_killed_upload_rerun_resumes_without_resending_the_bytes_before_the_offset()
     ];
 
     // The third chunk on never reaches the replica; the upload is killed while it waits for it.
+    // One chunk in flight for this run, so the first two land in order (with two, the second can
+    // overtake the first, and the client then waits for the held third before resending it).
     proxy.hold_chunks_from(2 * CHUNK);
+    let mut one_in_flight = args;
+    one_in_flight[args.len() - 2] = "1";
     let mut child = Command::new(env!("CARGO_BIN_EXE_walsh"))
-        .args(args)
+        .args(one_in_flight)
         .env("ICP_HOME", &icp_home)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
